@@ -1,0 +1,3 @@
+"""commlearn: contrastive multimodal learning (CoMM)."""
+
+__version__ = "0.1.0"

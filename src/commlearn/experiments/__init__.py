@@ -1,0 +1,1 @@
+"""Packaged experiments (``commlearn experiment NAME``)."""

@@ -1,0 +1,62 @@
+"""CoMM: contrastive multimodal learning (Dufumier, Castillo-Navarro, Tuia, Thiran, ICLR 2025)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from commlearn.data.base import MultimodalBatch
+from commlearn.losses.comm import CoMMLoss, LossOutput
+from commlearn.methods.base import BaseMethod, concat_views
+from commlearn.nn.fusion import MMFusion
+
+
+class CoMM(BaseMethod):
+    """CoMM: align the fused embedding of two augmented views, and each single-modality embedding with them.
+
+    One step: ``t', t''`` → views; both views go through the encoders in one batched pass (2B); the fusion
+    gives the n+1 embeddings per view (each modality alone, then all); the head projects each; the
+    :class:`~commlearn.losses.CoMMLoss` is applied. Probe features are the fused Z (before the head).
+
+    Args:
+        model: the multimodal encoder.
+        head: projection head applied to every embedding.
+        augment: two-view multimodal augmentation.
+        temperature: τ of the loss.
+        loss_weights: optional n+1 weights of the loss terms (masked terms, then the full term).
+        **kwargs: optimiser settings of :class:`BaseMethod`.
+    """
+
+    def __init__(
+        self,
+        model: MMFusion,
+        head: nn.Module,
+        augment: nn.Module | None = None,
+        temperature: float = 0.1,
+        loss_weights: Sequence[float] | None = None,
+        **kwargs: float | int | str,
+    ) -> None:
+        super().__init__(augment=augment, **kwargs)  # type: ignore[arg-type]
+        self.model = model
+        self.head = head
+        self.loss_fn = CoMMLoss(temperature, loss_weights)
+
+    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
+        if batch.n_modalities != self.model.n_modalities:
+            raise ValueError(
+                f"CoMM was built for {self.model.n_modalities} modalities, the batch has {batch.n_modalities}"
+            )
+        b = batch.batch_size
+        v1, v2 = self.views(batch)
+        xs, pads = concat_views(v1, v2, batch.padding)
+        embeddings = self.model.forward_all_masks(xs, pads)  # n+1 × (2B, D)
+        z1, z2 = [], []
+        for z in embeddings:
+            h1, h2 = self.head(z).split(b, dim=0)
+            z1.append(h1)
+            z2.append(h2)
+        return self.loss_fn.compute(z1, z2)
+
+    def embed(self, batch: MultimodalBatch) -> Tensor:
+        return self.model(batch.inputs, batch.padding)

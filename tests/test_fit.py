@@ -1,0 +1,125 @@
+"""End to end through the real CLI entry point: fit, resume, probe, embed, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from commlearn.cli import main
+from commlearn.train import load_method
+
+
+def _losses(run: Path) -> list[float]:
+    with open(run / "metrics.csv") as f:
+        return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+
+
+def _fit(run: Path, kinds: str, method: str = "comm", *extra: str) -> int:
+    return main(
+        [
+            "fit",
+            f"method.name={method}",
+            f"data.options.kinds={kinds}",
+            "data.options.n_samples=256",
+            "data.batch_size=32",
+            "model.embed_dim=32",
+            "model.n_heads=2",
+            "model.head_hidden=[64]",
+            "model.head_out=32",
+            "model.vector_dim=32",
+            "model.sequence_dim=16",
+            "trainer.max_epochs=6",
+            "trainer.log_every_n_steps=1",
+            "trainer.progress_bar=false",
+            f"trainer.output={run}",
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize("kinds", ["[vector,vector]", "[vector,sequence,vector]"])
+def test_fit_comm_loss_decreases_and_checkpoints(tmp_path: Path, kinds: str) -> None:
+    run = tmp_path / "run"
+    assert _fit(run, kinds) == 0
+    losses = _losses(run)
+    assert len(losses) >= 40
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.1
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "config.yaml").is_file()
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 48
+    method, cfg = load_method(run / "checkpoints" / "last.ckpt")
+    assert cfg.method.name == "comm" and method.model.n_modalities == kinds.count(",") + 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("method", ["cross", "cross_self"])
+def test_fit_baselines_loss_decreases(tmp_path: Path, method: str) -> None:
+    run = tmp_path / method
+    assert _fit(run, "[vector,vector,vector]", method) == 0
+    losses = _losses(run)
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.1
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=2") == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 16
+    # same folder, longer schedule: continues from step 16 instead of starting over
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=3") == 0
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("train/loss")]
+    assert max(steps) == 23 and steps.count(0) == 1
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 24
+    assert not list((run / "checkpoints").glob("*.tmp"))
+
+
+def test_probe_and_embed_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=2") == 0
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    out = tmp_path / "probe.json"
+    assert main(["probe", "--checkpoint", ckpt, "--output", str(out)]) == 0
+    assert "R" in out.read_text() and "balanced" in capsys.readouterr().out
+    emb = tmp_path / "emb.npz"
+    assert main(["embed", "--checkpoint", ckpt, "--output", str(emb)]) == 0
+    arrays = np.load(emb)
+    assert arrays["features"].shape == (256, 32) and arrays["labels"].shape == (256, 4)
+    assert main(["embed", "--checkpoint", ckpt, "--output", str(emb), "--modalities", "1"]) == 0
+    assert np.load(emb)["features"].shape == (256, 32)
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["fit", "method.lrr=1"], "unknown config key 'method.lrr'"),
+        (["fit", "method.name=nope"], "unknown method 'nope'"),
+        (["fit", "method.options.tau=0.1"], "unknown option\\(s\\) \\['tau'\\] for method 'comm'"),
+        (["fit", "data.name=arrays"], "data.root must name"),
+        (
+            ["fit", "data.batch_size=1", "data.options.n_samples=8", "trainer.max_steps=1"],
+            "at least 2 samples",
+        ),
+        (["fit", "method.name=cross", "data.options.kinds=[vector]"], "cross needs at least 2 modalities"),
+        (["probe", "--checkpoint", "missing.ckpt"], "checkpoint not found"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], match: str
+) -> None:
+    argv = [*argv, f"trainer.output={tmp_path}"] if argv[0] == "fit" else argv
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    import re
+
+    assert re.search(match, err), err
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_method(bad)
