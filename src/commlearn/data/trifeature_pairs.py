@@ -1,6 +1,6 @@
 """Bimodal Trifeature: pairs of Trifeature images with controlled redundancy, uniqueness and synergy.
 
-CoMM (Dufumier et al., ICLR 2025, section 4.1): a sample is a pair (x1, x2) of Trifeature images that always
+CoMM (Dufumier et al., ICLR 2025), controlled experiment: a sample is a pair (x1, x2) of Trifeature images that always
 share one attribute (default: the shape — the redundant information R). Each image's own value of a second
 attribute (default: texture) is unique information (U1, U2). Synergy S is defined by a fixed random
 one-to-one mapping M between the values of ``synergy[0]`` of x1 and ``synergy[1]`` of x2 (default: texture of
