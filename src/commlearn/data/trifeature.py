@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -224,7 +225,8 @@ class TrifeatureImages:
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 3 or self.images.dtype != torch.uint8:
             raise ValueError(
-                f"images must be a uint8 (N, 3, H, W) tensor, got {self.images.dtype} {tuple(self.images.shape)}"
+                "images must be a uint8 (N, 3, H, W) tensor, "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
         if self.attributes.shape != (self.images.shape[0], 3) or self.attributes.dtype != torch.int64:
             raise ValueError(
@@ -278,7 +280,7 @@ def _trig_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rotation(u: np.ndarray, max_degrees: float, scale: float) -> np.ndarray:
-    """(N, 2, 2) matrices ``R(-angle) / scale`` for angles uniform on the grid in ±max_degrees (u in [0, 1))."""
+    """(N, 2, 2) matrices ``R(-angle) / scale``, angles uniform on the grid in ±max_degrees (u in [0, 1))."""
     n_steps = int(round(max_degrees * _ANGLE_STEPS_PER_DEG))
     steps = np.floor(u * (2 * n_steps + 1)).astype(np.int64) - n_steps
     cos_table, sin_table = _trig_table()
@@ -681,7 +683,12 @@ def _save_cache(path: Path, train: TrifeatureImages, test: TrifeatureImages, met
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(meta), checksum=np.array(_checksum(arrays)), **arrays)  # type: ignore[arg-type]
+            entries: dict[str, Any] = {
+                "meta": np.array(meta),
+                "checksum": np.array(_checksum(arrays)),
+                **arrays,
+            }
+            np.savez(f, **entries)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)

@@ -1,11 +1,12 @@
 """Bimodal Trifeature: pairs of Trifeature images with controlled redundancy, uniqueness and synergy.
 
-CoMM (Dufumier et al., ICLR 2025), controlled experiment: a sample is a pair (x1, x2) of Trifeature images that always
-share one attribute (default: the shape — the redundant information R). Each image's own value of a second
-attribute (default: texture) is unique information (U1, U2). Synergy S is defined by a fixed random
-one-to-one mapping M between the values of ``synergy[0]`` of x1 and ``synergy[1]`` of x2 (default: texture of
-x1 → colour of x2): S = 1 iff M[synergy[0](x1)] == synergy[1](x2). "Biased" pre-training pairs satisfy M
-always, so a model that fuses both images can learn M; probes use unbiased pairs, where S = 1 for ~10 %.
+The controlled experiment of CoMM (Dufumier et al., ICLR 2025): a sample is a pair (x1, x2) of Trifeature
+images that always share one attribute (default: the shape — the redundant information R). Each image's own
+value of a second attribute (default: texture) is unique information (U1, U2). Synergy S is defined by a fixed
+random one-to-one mapping M between the values of ``synergy[0]`` of x1 and ``synergy[1]`` of x2 (default:
+texture of x1 → colour of x2): S = 1 iff M[synergy[0](x1)] == synergy[1](x2). "Biased" pre-training pairs
+satisfy M always, so a model that fuses both images can learn M; probes use unbiased pairs, where S = 1 for
+~10 %.
 
 The mapping is a pure function of (seed, roles.synergy), so pre-training and every probe agree on it.
 Pairs (i, j) with i == j (an image paired with itself) are never drawn: x1 and x2 are always two different
@@ -187,7 +188,7 @@ class TrifeaturePairs:
         return int(self.pairs.shape[0])
 
     def get_batch(self, index: Tensor) -> MultimodalBatch:
-        """The pairs ``index`` (B,) int64: inputs [x1 (B, 3, H, W) uint8, x2 (B, 3, H, W) uint8], labels (B, 4)."""
+        """Pairs ``index`` (B,) int64: inputs [x1, x2], each (B, 3, H, W) uint8; labels (B, 4) int64."""
         pairs = self.pairs[index]
         return MultimodalBatch(
             inputs=[self.images[pairs[:, 0]], self.images[pairs[:, 1]]], labels=self.labels[index]
