@@ -1,0 +1,463 @@
+"""Batched SimCLR image augmentation with per-sample random parameters (DESIGN.md section 10).
+
+The whole batch is augmented by a handful of tensor operations on the input's device, with no Python
+loop over samples:
+
+* random resized crop + horizontal flip (+ resize to ``size``) as ONE resampling. When every crop is
+  enlarged (the output is at least as large as the input, the default) it is one ``grid_sample`` with a
+  per-sample grid (bilinear; the flip is a reversed x axis). When the output is smaller than the input,
+  crops may be shrunk, and bilinear sampling would alias, so it becomes a separable product
+  ``out = R_h · x · R_wᵀ`` with per-sample triangle-filter matrices (antialiased, like torchvision's
+  ``antialias=True``);
+* colour jitter (brightness, contrast, saturation, hue) in a random order drawn per sample, as batched
+  arithmetic: brightness, contrast and saturation are all "blend with a target" steps
+  (``clamp(f·x + (1 - f)·target)`` with target 0, the grey mean, the grey image), hue is an exact HSV
+  rotation written in RGB (no colour-space round trip for the other three);
+* random grayscale, on the selected samples only;
+* Gaussian blur of the selected samples as another separable product with banded Gaussian matrices
+  (reflect border), so every sample has its own σ.
+
+After the resampling every step works in place on a buffer the call owns (on CPU, fresh tensors of a
+few tens of MB cost more in page faults than the arithmetic): the input is never modified.
+
+kornia (``kornia.augmentation``) was measured against this on the project's 2-core CPU for the same
+recipe: its ``RandomResizedCrop`` loops over the samples in Python, its ``ColorJitter`` converts to HSV
+for the hue step and draws one order for the whole batch, and its per-sample blur is a grouped
+convolution; the numbers are in the package report (``commlearn.augment``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from commlearn.augment.sequence import _check_generator, _check_probability, _uniform
+
+__all__ = ["ImageAugment"]
+
+_GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+_NONE, _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = -1, 0, 1, 2, 3
+
+
+def _pair(value: float | tuple[float, float], name: str, center: float, lower: float) -> tuple[float, float]:
+    """Turn a jitter strength ``s`` into (max(lower, center - s), center + s); check ranges given as such."""
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+        return (max(lower, center - float(value)), center + float(value))
+    lo, hi = (float(v) for v in value)
+    if not lower <= lo <= hi:
+        raise ValueError(f"{name} range must satisfy {lower} <= low <= high, got ({lo}, {hi})")
+    return (lo, hi)
+
+
+def _range(value: tuple[float, float], name: str, low: float, high: float) -> tuple[float, float]:
+    """Validate a (lo, hi) range with low < lo <= hi <= high."""
+    lo, hi = (float(v) for v in value)
+    if not low < lo <= hi <= high:
+        raise ValueError(f"{name} must satisfy {low} < low <= high <= {high}, got ({lo}, {hi})")
+    return (lo, hi)
+
+
+def _gray(x: Tensor) -> Tensor:
+    """Luma (B, 1, H, W) of an RGB batch (B, 3, H, W) as a new tensor; a 1-channel batch is returned as is."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(dim=1)
+    gray = torch.mul(r, _GRAY_WEIGHTS[0])
+    gray.add_(g, alpha=_GRAY_WEIGHTS[1]).add_(b, alpha=_GRAY_WEIGHTS[2])
+    return gray.unsqueeze(1)
+
+
+def _separable(x: Tensor, mh: Tensor, mw: Tensor, out: Tensor | None = None) -> Tensor:
+    """Apply per-sample row and column matrices: ``out[b, c] = mh[b] @ x[b, c] @ mw[b]ᵀ``.
+
+    Two batched matrix products and one intermediate buffer. ``out`` may be ``x`` itself when the shapes
+    agree (``x`` is fully read before ``out`` is written).
+
+    Args:
+        x: (B, C, H, W) float, contiguous.
+        mh: (B, Ho, H) row matrices.
+        mw: (B, Wo, W) column matrices.
+        out: optional contiguous (B, C, Ho, Wo) buffer for the result.
+
+    Returns:
+        (B, C, Ho, Wo), contiguous (``out`` when given).
+    """
+    b, c, h, w = x.shape
+    ho, wo = mh.shape[1], mw.shape[1]
+    if out is None:
+        out = torch.empty(b, c, ho, wo, device=x.device, dtype=x.dtype)
+    if h * wo * (w + ho) <= ho * w * (h + wo):  # columns first is cheaper (or equal)
+        mid = torch.bmm(x.view(b, c * h, w), mw.transpose(1, 2)).view(b, c, h, wo)
+        for ch in range(c):  # a loop over channels, not samples: each step is one batched product
+            torch.bmm(mh, mid[:, ch], out=out[:, ch])
+        return out
+    mid = torch.empty(b, c, ho, w, device=x.device, dtype=x.dtype)
+    for ch in range(c):
+        torch.bmm(mh, x[:, ch], out=mid[:, ch])
+    torch.bmm(mid.view(b, c * ho, w), mw.transpose(1, 2), out=out.view(b, c * ho, wo))
+    return out
+
+
+def _pixel_centers(start: Tensor, length: Tensor, n_out: int) -> Tensor:
+    """Input coordinates (B, n_out) of the output pixel centres when [start, start + length) fills n_out.
+
+    Coordinates are in input pixels with pixel i centred at i (its area is [i - 0.5, i + 0.5)); ``start``
+    and ``length`` (B,) are measured on pixel edges, so the full image is start 0, length n_in.
+    """
+    step = (length / n_out).unsqueeze(1)
+    return start.unsqueeze(1) + (torch.arange(n_out, device=start.device) + 0.5) * step - 0.5
+
+
+def _resample_matrix(start: Tensor, length: Tensor, n_in: int, n_out: int) -> Tensor:
+    """Per-sample 1-d resampling matrices that map the window [start, start + length) onto ``n_out`` pixels.
+
+    Args:
+        start: (B,) window start in input pixels (pixel edges: the first pixel covers [0, 1)).
+        length: (B,) window length in input pixels.
+        n_in: input size.
+        n_out: output size.
+
+    Returns:
+        (B, n_out, n_in) float32 rows of triangle-filter weights that sum to 1: bilinear when enlarging,
+        antialiased when shrinking (the triangle widens to the output pixel's footprint).
+    """
+    centers = _pixel_centers(start, length, n_out)  # (B, n_out)
+    support = (length / n_out).clamp(min=1.0).view(-1, 1, 1)  # input pixels per output pixel, >= 1
+    dist = torch.arange(n_in, device=start.device, dtype=centers.dtype) - centers.unsqueeze(
+        2
+    )  # (B, n_out, n_in)
+    weights = (1.0 - dist.abs() / support).clamp_(min=0.0)
+    return weights / weights.sum(dim=2, keepdim=True)
+
+
+def _blur_matrix(sigma: Tensor, kernel: int, n: int) -> Tensor:
+    """Per-sample banded matrices (B, n, n) convolving with a Gaussian of std ``sigma`` (B,), reflect border.
+
+    The kernel has ``kernel`` taps (odd); out-of-range taps are reflected without repeating the edge pixel,
+    as ``torch.nn.functional.pad(mode="reflect")``.
+    """
+    dev = sigma.device
+    half = kernel // 2
+    offsets = torch.arange(-half, half + 1, device=dev, dtype=torch.float32)
+    taps = torch.exp(-(offsets**2) / (2.0 * sigma.unsqueeze(1) ** 2))  # (B, k)
+    taps = taps / taps.sum(dim=1, keepdim=True)
+    src = torch.arange(n, device=dev).unsqueeze(1) + torch.arange(-half, half + 1, device=dev)  # (n, k)
+    if n > 1:
+        period = 2 * (n - 1)
+        src = torch.remainder(src, period)
+        src = torch.where(src >= n, period - src, src)
+    else:
+        src = torch.zeros_like(src)
+    out = torch.zeros(sigma.shape[0], n, n, device=dev, dtype=taps.dtype)
+    index = src.unsqueeze(0).expand(sigma.shape[0], n, kernel)
+    return out.scatter_add_(2, index, taps.unsqueeze(1).expand(-1, n, -1))
+
+
+def _hue_shift_(x: Tensor, shift: Tensor) -> None:
+    """Rotate, in place, the HSV hue of an RGB batch (B, 3, H, W) in [0, 1] by ``shift`` (B,) turns.
+
+    Saturation and value are kept. Hue from RGB, then the closed form
+    ``channel = V - (V·S)·clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6·hue) mod 6``, n = 5, 3, 1 for
+    R, G, B and V·S = max - min. Temporaries are single-channel.
+    """
+    r, g, b = x.unbind(dim=1)
+    maxc = x.amax(dim=1)
+    delta = x.amin(dim=1).neg_().add_(maxc)  # max - min
+    safe = delta.clamp(min=1e-12)  # grey pixels: numerators are 0 as well
+    hue_r = torch.sub(g, b).div_(safe)
+    hue_g = torch.sub(b, r).div_(safe).add_(2.0)
+    hue_b = torch.sub(r, g).div_(safe).add_(4.0)
+    hue6 = torch.where(r >= maxc, hue_r, torch.where(g >= maxc, hue_g, hue_b))  # in [-1, 5]
+    hue6.add_(6.0 * shift.view(-1, 1, 1))
+    for channel, n in enumerate((5.0, 3.0, 1.0)):
+        k = torch.add(hue6, n).remainder_(6.0)
+        torch.minimum(k, torch.rsub(k, 4.0), out=k)
+        k.clamp_(0.0, 1.0).mul_(delta)
+        torch.sub(maxc, k, out=x[:, channel])
+
+
+class ImageAugment(nn.Module):
+    """The SimCLR image augmentation (Chen et al., 2020), batched with per-sample parameters.
+
+    In order: random resized crop (area fraction ``crop_scale``, aspect ratio ``crop_ratio``, log-uniform;
+    10 tries per sample as torchvision, else a centre crop) resized to ``size``; horizontal flip with
+    ``p_flip``; with ``p_jitter``, colour jitter (brightness, contrast, saturation, hue) in a random
+    per-sample order; grayscale with ``p_gray``; Gaussian blur with ``p_blur``, σ ~ U(``blur_sigma``),
+    ``blur_kernel`` taps (default: 10 % of the output size, odd). No normalisation: encoders normalise.
+    The input is never modified; the output does not carry gradients (augmentations act on data).
+
+    Args:
+        size: output (H, W) or an int for square outputs; None keeps the input size.
+        crop_scale: (min, max) crop area as a fraction of the image, within (0, 1]; None disables cropping.
+        crop_ratio: (min, max) crop aspect ratio width/height.
+        p_flip: horizontal flip probability.
+        brightness: strength b (factor ~ U(max(0, 1 - b), 1 + b)) or a (min, max) factor range.
+        contrast: as ``brightness``.
+        saturation: as ``brightness``.
+        hue: strength h in [0, 0.5] (shift ~ U(-h, h) turns) or a (min, max) range within [-0.5, 0.5].
+        p_jitter: probability that a sample gets colour jitter.
+        p_gray: probability that a sample is converted to grayscale (kept as C channels).
+        blur_sigma: (min, max) blur standard deviation in output pixels.
+        p_blur: blur probability; set 0 for small images.
+        blur_kernel: odd number of kernel taps; None = ``int(0.1 · min(H_out, W_out))`` made odd, >= 3.
+
+    Raises:
+        ValueError: on invalid arguments.
+    """
+
+    per_sample: bool = True
+    """Every sample draws its own parameters, so two views can be computed in one call on a 2B batch."""
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] | None = None,
+        crop_scale: tuple[float, float] | None = (0.08, 1.0),
+        crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        p_flip: float = 0.5,
+        brightness: float | tuple[float, float] = 0.4,
+        contrast: float | tuple[float, float] = 0.4,
+        saturation: float | tuple[float, float] = 0.4,
+        hue: float | tuple[float, float] = 0.1,
+        p_jitter: float = 0.8,
+        p_gray: float = 0.2,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        p_blur: float = 0.5,
+        blur_kernel: int | None = None,
+    ) -> None:
+        super().__init__()
+        if size is not None:
+            size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+            if min(size) < 1:
+                raise ValueError(f"size must be positive, got {size}")
+        self.size: tuple[int, int] | None = size
+        self.crop_scale = None if crop_scale is None else _range(crop_scale, "crop_scale", 0.0, 1.0)
+        self.crop_ratio = _range(crop_ratio, "crop_ratio", 0.0, math.inf)
+        self.p_flip = _check_probability("p_flip", p_flip)
+        self.brightness = _pair(brightness, "brightness", 1.0, 0.0)
+        self.contrast = _pair(contrast, "contrast", 1.0, 0.0)
+        self.saturation = _pair(saturation, "saturation", 1.0, 0.0)
+        if isinstance(hue, (int, float)):
+            if not 0.0 <= hue <= 0.5:
+                raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+            self.hue = (-float(hue), float(hue))
+        else:
+            self.hue = _pair(hue, "hue", 0.0, -0.5)
+            if self.hue[1] > 0.5:
+                raise ValueError(f"hue range must lie within [-0.5, 0.5], got {self.hue}")
+        self.p_jitter = _check_probability("p_jitter", p_jitter)
+        self.p_gray = _check_probability("p_gray", p_gray)
+        self.blur_sigma = _range(blur_sigma, "blur_sigma", 0.0, math.inf)
+        self.p_blur = _check_probability("p_blur", p_blur)
+        if blur_kernel is not None and (blur_kernel < 1 or blur_kernel % 2 == 0):
+            raise ValueError(f"blur_kernel must be a positive odd int, got {blur_kernel}")
+        self.blur_kernel = blur_kernel
+
+    def extra_repr(self) -> str:
+        return (
+            f"size={self.size}, crop_scale={self.crop_scale}, crop_ratio={self.crop_ratio}, "
+            f"p_flip={self.p_flip}, brightness={self.brightness}, contrast={self.contrast}, "
+            f"saturation={self.saturation}, hue={self.hue}, p_jitter={self.p_jitter}, p_gray={self.p_gray}, "
+            f"blur_sigma={self.blur_sigma}, p_blur={self.p_blur}, "
+            f"blur_kernel={self.blur_kernel}"
+        )
+
+    def kernel_size(self, height: int, width: int) -> int:
+        """Number of blur taps used for an output of ``height`` × ``width`` pixels."""
+        if self.blur_kernel is not None:
+            return self.blur_kernel
+        return max(3, int(0.1 * min(height, width)) // 2 * 2 + 1)
+
+    def forward(
+        self, x: Tensor, padding: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Augment a batch of images.
+
+        Args:
+            x: (B, C, H, W), uint8 in 0..255 or float in [0, 1]; C = 1 or 3 when jitter/grayscale are used.
+            padding: ignored (images have no padding); accepted for a uniform augmentation signature.
+            generator: optional RNG on ``x.device`` for a deterministic output.
+
+        Returns:
+            (B, C, H_out, W_out) float in [0, 1] (float32 for uint8 input, else x's float dtype).
+        """
+        if x.ndim != 4 or not (x.dtype == torch.uint8 or x.is_floating_point()):
+            raise ValueError(
+                "ImageAugment expects uint8 or float images (B, C, H, W), "
+                f"got {x.dtype} of shape {tuple(x.shape)}"
+            )
+        channels = x.shape[1]
+        if channels not in (1, 3) and (self.p_jitter > 0 or self.p_gray > 0):
+            raise ValueError(f"colour jitter and grayscale need 1 or 3 channels, got {channels}")
+        _check_generator(generator, x.device)
+        with torch.no_grad():  # the steps below work in place on a buffer this call owns
+            owned = x.dtype == torch.uint8
+            buf = x.to(torch.float32).div_(255.0) if owned else x
+            buf = self._crop_flip_(buf, owned, generator)
+            if self.p_jitter > 0:
+                self._jitter_(buf, generator)
+            if self.p_gray > 0 and channels == 3:
+                chosen = (_uniform(buf.shape[0], buf.device, generator) < self.p_gray).nonzero().squeeze(1)
+                if chosen.numel() > 0:
+                    buf[chosen] = _gray(buf[chosen])
+            if self.p_blur > 0:
+                self._blur_(buf, generator)
+        return buf
+
+    def _crop_flip_(self, x: Tensor, owned: bool, generator: torch.Generator | None) -> Tensor:
+        """Random resized crop, resize to ``size`` and horizontal flip, as one separable resampling.
+
+        Returns a tensor this call owns (``x`` itself when ``owned`` and it can be reused, else a new one),
+        so that the later steps may work in place; returns ``x`` untouched when every step is off.
+        """
+        b, _, h, w = x.shape
+        ho, wo = self.size if self.size is not None else (h, w)
+        dev = x.device
+        if self.crop_scale is None and (ho, wo) == (h, w):
+            if not owned and max(self.p_flip, self.p_jitter, self.p_gray, self.p_blur) > 0:
+                x = x.clone()
+            if self.p_flip > 0:
+                flip = (_uniform(b, dev, generator) < self.p_flip).nonzero().squeeze(1)
+                if flip.numel() > 0:
+                    x[flip] = x[flip].flip(-1)
+            return x
+        if self.crop_scale is None:
+            ch = torch.full((b,), float(h), device=dev)
+            cw = torch.full((b,), float(w), device=dev)
+            top = torch.zeros(b, device=dev)
+            left = torch.zeros(b, device=dev)
+        else:
+            top, left, ch, cw = self._crop_boxes(b, h, w, dev, generator)
+        flipped = _uniform(b, dev, generator) < self.p_flip if self.p_flip > 0 else None
+        if ho >= h and wo >= w:  # every crop is enlarged: plain bilinear, one fused grid_sample
+            ys = _pixel_centers(top, ch, ho)
+            xs = _pixel_centers(left, cw, wo)
+            if flipped is not None:
+                xs = torch.where(flipped.unsqueeze(1), xs.flip(1), xs)
+            grid = torch.empty(b, ho, wo, 2, device=dev, dtype=x.dtype)
+            grid[..., 0] = ((2.0 * xs + 1.0) / w - 1.0).unsqueeze(1)  # align_corners=False normalisation
+            grid[..., 1] = ((2.0 * ys + 1.0) / h - 1.0).unsqueeze(2)
+            return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # some crops are shrunk: antialiased separable resampling with per-sample matrices
+        mh = _resample_matrix(top, ch, h, ho)
+        mw = _resample_matrix(left, cw, w, wo)
+        if flipped is not None:
+            mw = torch.where(flipped.view(-1, 1, 1), mw.flip(1), mw)
+        out = x if owned and (ho, wo) == (h, w) else None
+        return _separable(x.contiguous(), mh.to(x.dtype), mw.to(x.dtype), out=out)
+
+    def _crop_boxes(
+        self, b: int, h: int, w: int, dev: torch.device, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-sample crop boxes (top, left, height, width) in pixels, each (B,), torchvision's rule.
+
+        Ten (area, log-ratio) proposals per sample; the first that fits inside the image is used, and
+        samples with none fall back to the largest centred crop with the aspect ratio clamped to range.
+        """
+        tries = 10
+        area = float(h * w)
+        assert self.crop_scale is not None
+        scale = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * torch.rand(
+            b, tries, device=dev, generator=generator
+        )
+        log_lo, log_hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, tries, device=dev, generator=generator))
+        cw = torch.sqrt(scale * area * ratio)
+        ch = torch.sqrt(scale * area / ratio)
+        fits = (cw <= w) & (ch <= h)
+        first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first fitting try
+        cw = cw.gather(1, first).squeeze(1)
+        ch = ch.gather(1, first).squeeze(1)
+        in_ratio = w / h
+        if in_ratio < self.crop_ratio[0]:
+            fw, fh = float(w), w / self.crop_ratio[0]
+        elif in_ratio > self.crop_ratio[1]:
+            fw, fh = h * self.crop_ratio[1], float(h)
+        else:
+            fw, fh = float(w), float(h)
+        any_fit = fits.any(dim=1)
+        cw = torch.where(any_fit, cw, torch.full_like(cw, fw))
+        ch = torch.where(any_fit, ch, torch.full_like(ch, fh))
+        top = (h - ch) * torch.where(any_fit, _uniform(b, dev, generator), torch.full_like(ch, 0.5))
+        left = (w - cw) * torch.where(any_fit, _uniform(b, dev, generator), torch.full_like(cw, 0.5))
+        return top, left, ch, cw
+
+    def _jitter_(self, x: Tensor, generator: torch.Generator | None) -> None:
+        """In place: colour jitter with probability ``p_jitter`` per sample, steps in per-sample random order.
+
+        Each sample's order is a random permutation of (brightness, contrast, saturation, hue). The hue
+        step runs once for the whole batch; the blend steps before and after it run as three batched
+        "slots" each, a sample skipping a slot (factor 1, an exact identity) when it has no step there.
+        Samples without jitter are saved before and written back after.
+        """
+        b, dev = x.shape[0], x.device
+        apply = _uniform(b, dev, generator) < self.p_jitter
+        ranges = (self.brightness, self.contrast, self.saturation)
+        factors = torch.stack(
+            [lo + (hi - lo) * _uniform(b, dev, generator) for lo, hi in ranges] + [torch.ones(b, device=dev)],
+            dim=1,
+        )  # (B, 4): brightness, contrast, saturation, identity
+        shift = self.hue[0] + (self.hue[1] - self.hue[0]) * _uniform(b, dev, generator)
+        order = torch.rand(b, 4, device=dev, generator=generator).argsort(dim=1)  # (B, 4) step ids
+        use_hue = x.shape[1] == 3 and self.hue != (0.0, 0.0)
+        if use_hue:
+            hue_pos = (order == _HUE).to(torch.uint8).argmax(dim=1)  # (B,)
+        else:  # all three blend steps go "before" the skipped hue step
+            order = torch.cat([order[order != _HUE].view(b, 3), torch.full_like(order[:, :1], _HUE)], dim=1)
+            hue_pos = torch.full((b,), 3, device=dev, dtype=order.dtype)
+        slots = torch.arange(3, device=dev)
+        before = torch.where(slots < hue_pos.unsqueeze(1), order[:, :3], _NONE)  # (B, 3)
+        after_pos = hue_pos.unsqueeze(1) + 1 + slots
+        after = torch.where(after_pos < 4, order.gather(1, after_pos.clamp(max=3)), _NONE)
+        keep = (~apply).nonzero().squeeze(1)
+        saved = x[keep] if keep.numel() > 0 else None
+        for slot in range(3):
+            self._blend_(x, before[:, slot], factors)
+        if use_hue:
+            _hue_shift_(x, shift.to(x.dtype))
+            for slot in range(3):
+                self._blend_(x, after[:, slot], factors)
+        if saved is not None:
+            x.index_copy_(0, keep, saved)
+
+    @staticmethod
+    def _blend_(x: Tensor, op: Tensor, factors: Tensor) -> None:
+        """One batched jitter step, in place: sample i does ``clamp(f·x + (1 - f)·target, 0, 1)``.
+
+        Per ``op[i]``, f is that step's factor and the target is: brightness → 0, contrast → the mean grey
+        level of the image, saturation → the grey image; ``op = _NONE`` uses f = 1 (an exact identity).
+
+        Args:
+            x: (B, C, H, W) in [0, 1], modified in place.
+            op: (B,) int in {_NONE, _BRIGHTNESS, _CONTRAST, _SATURATION}.
+            factors: (B, 4) per-sample factors for brightness, contrast, saturation and 1.
+        """
+        f = factors.gather(1, torch.where(op < 0, 3, op).unsqueeze(1)).to(x.dtype).view(-1, 1, 1, 1)
+        is_contrast = (op == _CONTRAST).to(x.dtype).view(-1, 1, 1, 1)
+        is_saturation = (op == _SATURATION).to(x.dtype).view(-1, 1, 1, 1)
+        gray = _gray(x)
+        mean = gray.mean(dim=(2, 3), keepdim=True)
+        target = gray * is_saturation if gray is x else gray.mul_(is_saturation)
+        target.add_(mean * is_contrast)
+        x.lerp_(target, 1.0 - f).clamp_(0.0, 1.0)
+
+    def _blur_(self, x: Tensor, generator: torch.Generator | None) -> None:
+        """In place: Gaussian blur with probability ``p_blur`` per sample; only those samples are computed."""
+        b, _, h, w = x.shape
+        dev = x.device
+        chosen = _uniform(b, dev, generator) < self.p_blur
+        lo, hi = self.blur_sigma
+        sigma = lo + (hi - lo) * _uniform(b, dev, generator)
+        index = chosen.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return
+        kernel = self.kernel_size(h, w)
+        sel = sigma[index]
+        mh = _blur_matrix(sel, kernel, h).to(x.dtype)
+        mw = _blur_matrix(sel, kernel, w).to(x.dtype)
+        sub = x[index]
+        x.index_copy_(0, index, _separable(sub, mh, mw, out=sub))
