@@ -466,6 +466,48 @@ def test_multimodal_for_specs_and_defaults() -> None:
     assert [t.shape for t in v1] == [t.shape for t in inputs]
 
 
+def test_multimodal_one_view() -> None:
+    seq, pad = _sequences(b=8)
+    aug = MultimodalAugment([DropNoise(p_drop=1.0, p_noise=1.0), None])
+    ids = torch.randint(0, 50, (8, 12))
+    view = aug.one_view([seq, ids], padding=[pad, None], generator=_gen(0))
+    assert len(view) == 2 and view[0].shape == seq.shape and view[1] is ids
+    assert torch.equal(view[0][pad], seq[pad]) and not torch.equal(view[0], seq)
+    with pytest.raises(ValueError, match="has 2 augmentations but got 1 modalities"):
+        aug.one_view([seq])
+
+
+def test_for_specs_with_options() -> None:
+    specs = [
+        ModalitySpec("img", "image", (3, 16, 16)),
+        ModalitySpec("vitals", "sequence", (10, 4)),
+        ModalitySpec("tab", "vector", (5,)),
+        ModalitySpec("text", "tokens", (7,)),
+    ]
+    options = {
+        "image": {"crop_scale": [0.2, 1.0], "p_blur": 0.0},  # lists, as YAML gives them
+        "sequence": True,
+        "vector": False,
+        "tokens": {"mask_id": 4, "special_ids": [0, 1]},
+    }
+    aug = MultimodalAugment.for_specs(specs, options)
+    image, seq, vec, tok = aug.augments
+    assert isinstance(image, ImageAugment) and image.crop_scale == (0.2, 1.0) and image.p_blur == 0.0
+    assert isinstance(seq, DropNoise) and seq.p_drop == 0.5
+    assert not isinstance(vec, GaussianNoise)  # disabled: identity
+    assert isinstance(tok, TokenMask) and tok.mask_id == 4
+    x = torch.randn(3, 5)
+    assert aug.one_view([_images(3, 3, 16, 16), torch.rand(3, 10, 4), x, torch.randint(5, 9, (3, 7))])[2] is x
+    with pytest.raises(ValueError, match=r"unknown modality kinds \['audio'\]"):
+        MultimodalAugment.for_specs(specs, {"audio": {}})
+    with pytest.raises(ValueError, match=r"unknown ImageAugment option\(s\) \['blur'\] for modality 'img'"):
+        MultimodalAugment.for_specs(specs, {"image": {"blur": 0.0}})
+    with pytest.raises(ValueError, match="token masking for modality 'text' needs a 'mask_id' option"):
+        MultimodalAugment.for_specs(specs, {"tokens": {"p": 0.2}})
+    with pytest.raises(ValueError, match="must be a mapping, True or False, got 3"):
+        MultimodalAugment.for_specs(specs, {"vector": 3})  # type: ignore[dict-item]
+
+
 def test_multimodal_errors() -> None:
     aug = MultimodalAugment([GaussianNoise(), None])
     with pytest.raises(ValueError, match="has 2 augmentations but got 3 modalities"):

@@ -5,7 +5,15 @@ per-sample random parameters for the whole batch on ``x.device`` (DESIGN.md sect
 """
 
 from commlearn.augment.image import ImageAugment
-from commlearn.augment.multimodal import MultimodalAugment, default_augment
+from commlearn.augment.multimodal import AugmentOptions, MultimodalAugment, default_augment
 from commlearn.augment.sequence import DropNoise, GaussianNoise, TokenMask
 
-__all__ = ["DropNoise", "GaussianNoise", "ImageAugment", "MultimodalAugment", "TokenMask", "default_augment"]
+__all__ = [
+    "AugmentOptions",
+    "DropNoise",
+    "GaussianNoise",
+    "ImageAugment",
+    "MultimodalAugment",
+    "TokenMask",
+    "default_augment",
+]

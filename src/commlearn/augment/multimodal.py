@@ -8,34 +8,61 @@ True``, as every augmentation in this package) compute both views in ONE call on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from commlearn.augment.image import ImageAugment
-from commlearn.augment.sequence import DropNoise, GaussianNoise
-from commlearn.data.base import ModalitySpec
+from commlearn.augment.sequence import DropNoise, GaussianNoise, TokenMask
+from commlearn.data.base import MODALITY_KINDS, ModalitySpec
 
-__all__ = ["MultimodalAugment", "default_augment"]
+__all__ = ["AugmentOptions", "MultimodalAugment", "default_augment"]
+
+AugmentOptions = Mapping[str, "Mapping[str, Any] | bool | None"]
+"""Per modality kind: keyword arguments of its augmentation, True/None for the defaults, False for none."""
+
+_DEFAULTS: dict[str, type[nn.Module]] = {
+    "image": ImageAugment,
+    "sequence": DropNoise,
+    "vector": GaussianNoise,
+    "tokens": TokenMask,
+}
 
 
-def default_augment(spec: ModalitySpec) -> nn.Module | None:
-    """The paper's augmentation for a modality kind (DESIGN.md section 10).
+def default_augment(spec: ModalitySpec, options: Mapping[str, Any] | None = None) -> nn.Module | None:
+    """The paper's augmentation for a modality kind (DESIGN.md section 10), optionally with its settings.
 
     image → :class:`ImageAugment` (SimCLR recipe), sequence → :class:`DropNoise`, vector →
-    :class:`GaussianNoise`, tokens → None (masking needs the tokenizer's mask id: build a
-    :class:`~commlearn.augment.sequence.TokenMask` yourself).
+    :class:`GaussianNoise`, tokens → :class:`TokenMask` when ``options`` gives a ``mask_id`` (the
+    tokenizer's mask token), else None.
+
+    Args:
+        spec: the modality.
+        options: keyword arguments of that augmentation's constructor, e.g. ``{"crop_scale": (0.2, 1.0)}``.
+
+    Raises:
+        ValueError: on an option the augmentation does not take, or token options without ``mask_id``.
     """
-    if spec.kind == "image":
-        return ImageAugment()
-    if spec.kind == "sequence":
-        return DropNoise()
-    if spec.kind == "vector":
-        return GaussianNoise()
-    if spec.kind == "tokens":
+    if spec.kind not in _DEFAULTS:
+        raise ValueError(f"unknown modality kind {spec.kind!r} for modality {spec.name!r}")
+    cls = _DEFAULTS[spec.kind]
+    opts = dict(options or {})
+    if spec.kind == "tokens" and "mask_id" not in opts:
+        if opts:
+            raise ValueError(
+                f"token masking for modality {spec.name!r} needs a 'mask_id' option, got {sorted(opts)}"
+            )
         return None
-    raise ValueError(f"unknown modality kind {spec.kind!r} for modality {spec.name!r}")
+    allowed = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} option(s) {unknown} for modality {spec.name!r}; expected {allowed}"
+        )
+    return cls(**opts)
 
 
 class _Identity(nn.Module):
@@ -69,13 +96,71 @@ class MultimodalAugment(nn.Module):
         self.augments = nn.ModuleList([_Identity() if a is None else a for a in augments])
 
     @classmethod
-    def for_specs(cls, specs: Sequence[ModalitySpec]) -> MultimodalAugment:
-        """The paper's default augmentation for each modality (see :func:`default_augment`)."""
-        return cls([default_augment(spec) for spec in specs])
+    def for_specs(
+        cls, specs: Sequence[ModalitySpec], options: AugmentOptions | None = None
+    ) -> MultimodalAugment:
+        """The paper's augmentation for each modality (see :func:`default_augment`).
+
+        Args:
+            specs: the modalities, in batch order.
+            options: per modality kind, the keyword arguments of its augmentation (True or None: the
+                defaults, False: no augmentation), e.g. ``{"image": {"p_blur": 0.0}, "vector": False}``.
+
+        Raises:
+            ValueError: on an unknown modality kind or option.
+        """
+        options = options or {}
+        unknown = sorted(set(options) - set(MODALITY_KINDS))
+        if unknown:
+            raise ValueError(
+                f"augmentation options for unknown modality kinds {unknown}; expected {MODALITY_KINDS}"
+            )
+        augments: list[nn.Module | None] = []
+        for spec in specs:
+            opts = options.get(spec.kind)
+            if opts is False:
+                augments.append(None)
+            elif opts is None or opts is True:
+                augments.append(default_augment(spec))
+            elif isinstance(opts, Mapping):
+                augments.append(default_augment(spec, opts))
+            else:
+                raise ValueError(
+                    f"augmentation options for {spec.kind!r} must be a mapping, True or False, got {opts!r}"
+                )
+        return cls(augments)
 
     @property
     def n_modalities(self) -> int:
         return len(self.augments)
+
+    def _check(
+        self, inputs: Sequence[Tensor], padding: Sequence[Tensor | None] | None
+    ) -> list[Tensor | None]:
+        """Validate the number of inputs and padding entries; return the padding as a list."""
+        n = len(self.augments)
+        if len(inputs) != n:
+            raise ValueError(f"MultimodalAugment has {n} augmentations but got {len(inputs)} modalities")
+        pads: list[Tensor | None] = [None] * n if padding is None else list(padding)
+        if len(pads) != n:
+            raise ValueError(f"padding has {len(pads)} entries but there are {n} modalities")
+        return pads
+
+    def one_view(
+        self,
+        inputs: Sequence[Tensor],
+        padding: Sequence[Tensor | None] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """One augmented view t(x) of the multimodal batch (for methods that need a single view).
+
+        Args and shapes as :meth:`forward`; returns the n augmented tensors.
+        """
+        pads = self._check(inputs, padding)
+        return [
+            x if isinstance(aug, _Identity) else aug(x, padding=pad, generator=generator)
+            for aug, x, pad in zip(self.augments, inputs, pads, strict=True)
+        ]
 
     def forward(
         self,
@@ -94,12 +179,7 @@ class MultimodalAugment(nn.Module):
             (view1, view2): two lists of n tensors with the shapes the augmentations give (images: float).
             Modalities without augmentation are returned as the input tensors themselves in both views.
         """
-        n = len(self.augments)
-        if len(inputs) != n:
-            raise ValueError(f"MultimodalAugment has {n} augmentations but got {len(inputs)} modalities")
-        pads: Sequence[Tensor | None] = [None] * n if padding is None else padding
-        if len(pads) != n:
-            raise ValueError(f"padding has {len(pads)} entries but there are {n} modalities")
+        pads = self._check(inputs, padding)
         view1: list[Tensor] = []
         view2: list[Tensor] = []
         for aug, x, pad in zip(self.augments, inputs, pads, strict=True):
