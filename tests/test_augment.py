@@ -59,6 +59,18 @@ def test_image_never_modifies_its_input() -> None:
     assert torch.equal(xf, copies[0]) and torch.equal(x8, copies[1])
 
 
+@pytest.mark.parametrize("size", [None, 12])
+def test_image_memory_format_does_not_matter(size: int | None) -> None:
+    x = _images(4, 3, 16, 16)
+    aug = ImageAugment(size=size)
+    y = aug(x.to(memory_format=torch.channels_last), generator=_gen(2))
+    assert torch.allclose(y, aug(x, generator=_gen(2)), atol=1e-5)
+    expanded = x[:1].expand(4, 3, 16, 16)
+    assert torch.allclose(
+        aug(expanded, generator=_gen(2)), aug(expanded.contiguous(), generator=_gen(2)), atol=1e-5
+    )
+
+
 def test_image_float_input_keeps_dtype_and_gray_images_work() -> None:
     x = torch.rand(4, 3, 16, 16, dtype=torch.float64)
     assert ImageAugment()(x).dtype == torch.float64
@@ -150,14 +162,17 @@ def test_image_brightness_contrast_saturation_match_formulas() -> None:
     assert torch.allclose(y, _gray_ref(x).expand_as(x), atol=1e-6)
 
 
-def test_image_hue_matches_colorsys() -> None:
+@pytest.mark.parametrize("shift", [-0.5, -0.1, 0.3, 0.5])
+def test_image_hue_matches_colorsys(shift: float) -> None:
     x = torch.rand(2, 3, 4, 5, generator=_gen(3))
-    y = _only(p_jitter=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=(0.3, 0.3))(x)
+    x[0, :, 0, 0] = 0.5  # a grey pixel
+    x[0, :, 0, 1] = torch.tensor([0.9, 0.9, 0.2])  # ties for the maximum
+    y = _only(p_jitter=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=(shift, shift))(x)
     flat = x.permute(0, 2, 3, 1).reshape(-1, 3).tolist()
     ref = []
     for r, g, b in flat:
         h, s, v = colorsys.rgb_to_hsv(r, g, b)
-        ref.append(colorsys.hsv_to_rgb((h + 0.3) % 1.0, s, v))
+        ref.append(colorsys.hsv_to_rgb((h + shift) % 1.0, s, v))
     ref_t = torch.tensor(ref).view(2, 4, 5, 3).permute(0, 3, 1, 2)
     assert torch.allclose(y, ref_t, atol=1e-5)
 

@@ -161,24 +161,33 @@ def _blur_matrix(sigma: Tensor, kernel: int, n: int) -> Tensor:
 def _hue_shift_(x: Tensor, shift: Tensor) -> None:
     """Rotate, in place, the HSV hue of an RGB batch (B, 3, H, W) in [0, 1] by ``shift`` (B,) turns.
 
-    Saturation and value are kept. Hue from RGB, then the closed form
-    ``channel = V - (V·S)·clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6·hue) mod 6``, n = 5, 3, 1 for
-    R, G, B and V·S = max - min. Temporaries are single-channel.
+    Saturation and value are kept. With V = max, d = max - min (= V·S) and h = 6·hue, HSV → RGB is
+    ``channel = V - d·clamp(min(k, 4 - k), 0, 1)``, ``k = (n + h) mod 6``, n = 5, 3, 1 for R, G, B. As
+    ``min(k, 4 - k) = 2 - |k - 2|``, the weight is ``clamp(2 - dist, 0, 1)`` where dist is the circular
+    distance between h and the channel's centre c = 3, 5, 1. Here h ∈ [-4, 8] (hue in [-1, 5] plus at
+    most ±3), so ``a = |h - c| <= 9`` and ``2 - dist = max(2 - a, min(a - 4, 8 - a))``: no ``remainder``
+    (slow on CPU) is needed. Temporaries are single-channel.
     """
     r, g, b = x.unbind(dim=1)
     maxc = x.amax(dim=1)
     delta = x.amin(dim=1).neg_().add_(maxc)  # max - min
     safe = delta.clamp(min=1e-12)  # grey pixels: numerators are 0 as well
-    hue_r = torch.sub(g, b).div_(safe)
-    hue_g = torch.sub(b, r).div_(safe).add_(2.0)
-    hue_b = torch.sub(r, g).div_(safe).add_(4.0)
-    hue6 = torch.where(r >= maxc, hue_r, torch.where(g >= maxc, hue_g, hue_b))  # in [-1, 5]
+    # exact 0/1 float indicators of the channel holding the max (first of R, G, B on ties), built from
+    # sign(channel - max) ∈ {-1, 0}: float arithmetic is several times faster than bool masks + where on CPU
+    is_r = torch.sub(r, maxc).sign_().add_(1.0)
+    is_g = torch.sub(g, maxc).sign_().add_(1.0).mul_(torch.rsub(is_r, 1.0))
+    is_b = torch.rsub(is_r, 1.0).sub_(is_g)
+    hue6 = torch.sub(g, b).mul_(is_r)  # (g - b)/d if R is max, (b - r)/d + 2 if G, (r - g)/d + 4 if B
+    hue6.addcmul_(torch.sub(b, r), is_g).addcmul_(torch.sub(r, g), is_b).div_(safe)
+    hue6.add_(is_g, alpha=2.0).add_(is_b, alpha=4.0)  # in [-1, 5]
     hue6.add_(6.0 * shift.view(-1, 1, 1))
-    for channel, n in enumerate((5.0, 3.0, 1.0)):
-        k = torch.add(hue6, n).remainder_(6.0)
-        torch.minimum(k, torch.rsub(k, 4.0), out=k)
-        k.clamp_(0.0, 1.0).mul_(delta)
-        torch.sub(maxc, k, out=x[:, channel])
+    for channel, center in enumerate((3.0, 5.0, 1.0)):
+        a = torch.sub(hue6, center).abs_()
+        weight = torch.rsub(a, 8.0)
+        torch.minimum(a.sub_(4.0), weight, out=weight)  # min(a - 4, 8 - a)
+        torch.maximum(a.neg_().sub_(2.0), weight, out=weight)  # a holds -(a - 4) - 2 = 2 - a
+        weight.clamp_(0.0, 1.0).mul_(delta)
+        torch.sub(maxc, weight, out=x[:, channel])
 
 
 class ImageAugment(nn.Module):
@@ -347,7 +356,7 @@ class ImageAugment(nn.Module):
         mw = _resample_matrix(left, cw, w, wo)
         if flipped is not None:
             mw = torch.where(flipped.view(-1, 1, 1), mw.flip(1), mw)
-        out = x if owned and (ho, wo) == (h, w) else None
+        out = x if owned and (ho, wo) == (h, w) and x.is_contiguous() else None
         return _separable(x.contiguous(), mh.to(x.dtype), mw.to(x.dtype), out=out)
 
     def _crop_boxes(
@@ -413,37 +422,40 @@ class ImageAugment(nn.Module):
         before = torch.where(slots < hue_pos.unsqueeze(1), order[:, :3], _NONE)  # (B, 3)
         after_pos = hue_pos.unsqueeze(1) + 1 + slots
         after = torch.where(after_pos < 4, order.gather(1, after_pos.clamp(max=3)), _NONE)
+        ops = torch.cat([before, after], dim=1)  # (B, 6): the step of every slot, _NONE when skipped
+        f = factors.gather(1, torch.where(ops < 0, 3, ops))
+        params = torch.stack([1.0 - f, (ops == _CONTRAST).float(), (ops == _SATURATION).float()])
+        params = params.to(x.dtype).transpose(1, 2).contiguous()  # (3, 6, B): 1 - f, is_contrast, is_sat
         keep = (~apply).nonzero().squeeze(1)
         saved = x[keep] if keep.numel() > 0 else None
         for slot in range(3):
-            self._blend_(x, before[:, slot], factors)
+            self._blend_(x, params[0, slot], params[1, slot], params[2, slot])
         if use_hue:
             _hue_shift_(x, shift.to(x.dtype))
-            for slot in range(3):
-                self._blend_(x, after[:, slot], factors)
+            for slot in range(3, 6):
+                self._blend_(x, params[0, slot], params[1, slot], params[2, slot])
         if saved is not None:
             x.index_copy_(0, keep, saved)
 
     @staticmethod
-    def _blend_(x: Tensor, op: Tensor, factors: Tensor) -> None:
+    def _blend_(x: Tensor, one_minus_f: Tensor, is_contrast: Tensor, is_saturation: Tensor) -> None:
         """One batched jitter step, in place: sample i does ``clamp(f·x + (1 - f)·target, 0, 1)``.
 
-        Per ``op[i]``, f is that step's factor and the target is: brightness → 0, contrast → the mean grey
-        level of the image, saturation → the grey image; ``op = _NONE`` uses f = 1 (an exact identity).
+        The target is 0 for brightness, the mean grey level of the image for contrast (``is_contrast``)
+        and the grey image for saturation (``is_saturation``); a skipped step has f = 1 (an exact identity).
 
         Args:
             x: (B, C, H, W) in [0, 1], modified in place.
-            op: (B,) int in {_NONE, _BRIGHTNESS, _CONTRAST, _SATURATION}.
-            factors: (B, 4) per-sample factors for brightness, contrast, saturation and 1.
+            one_minus_f: (B,) 1 - the step's factor.
+            is_contrast: (B,) 1.0 where the step is contrast, else 0.0.
+            is_saturation: (B,) 1.0 where the step is saturation, else 0.0.
         """
-        f = factors.gather(1, torch.where(op < 0, 3, op).unsqueeze(1)).to(x.dtype).view(-1, 1, 1, 1)
-        is_contrast = (op == _CONTRAST).to(x.dtype).view(-1, 1, 1, 1)
-        is_saturation = (op == _SATURATION).to(x.dtype).view(-1, 1, 1, 1)
         gray = _gray(x)
         mean = gray.mean(dim=(2, 3), keepdim=True)
-        target = gray * is_saturation if gray is x else gray.mul_(is_saturation)
-        target.add_(mean * is_contrast)
-        x.lerp_(target, 1.0 - f).clamp_(0.0, 1.0)
+        sat = is_saturation.view(-1, 1, 1, 1)
+        target = gray * sat if gray is x else gray.mul_(sat)
+        target.add_(mean.mul_(is_contrast.view(-1, 1, 1, 1)))
+        x.lerp_(target, one_minus_f.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
     def _blur_(self, x: Tensor, generator: torch.Generator | None) -> None:
         """In place: Gaussian blur with probability ``p_blur`` per sample; only those samples are computed."""
