@@ -62,12 +62,17 @@ def _range(value: tuple[float, float], name: str, low: float, high: float) -> tu
     return (lo, hi)
 
 
-def _gray(x: Tensor) -> Tensor:
-    """Luma (B, 1, H, W) of an RGB batch (B, 3, H, W) as a new tensor; a 1-channel batch is returned as is."""
+def _gray(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """Luma (B, 1, H, W) of an RGB batch (B, 3, H, W), written to ``out`` (B, 1, H, W) when given.
+
+    A 1-channel batch is its own luma: it is copied to ``out``, or returned as is without one.
+    """
     if x.shape[1] == 1:
-        return x
+        return x if out is None else out.copy_(x)
     r, g, b = x.unbind(dim=1)
-    gray = torch.mul(r, _GRAY_WEIGHTS[0])
+    gray = (
+        torch.mul(r, _GRAY_WEIGHTS[0]) if out is None else torch.mul(r, _GRAY_WEIGHTS[0], out=out.squeeze(1))
+    )
     gray.add_(g, alpha=_GRAY_WEIGHTS[1]).add_(b, alpha=_GRAY_WEIGHTS[2])
     return gray.unsqueeze(1)
 
@@ -158,7 +163,7 @@ def _blur_matrix(sigma: Tensor, kernel: int, n: int) -> Tensor:
     return out.scatter_add_(2, index, taps.unsqueeze(1).expand(-1, n, -1))
 
 
-def _hue_shift_(x: Tensor, shift: Tensor) -> None:
+def _hue_shift_(x: Tensor, shift: Tensor, work: Tensor) -> None:
     """Rotate, in place, the HSV hue of an RGB batch (B, 3, H, W) in [0, 1] by ``shift`` (B,) turns.
 
     Saturation and value are kept. With V = max, d = max - min (= V·S) and h = 6·hue, HSV → RGB is
@@ -166,26 +171,32 @@ def _hue_shift_(x: Tensor, shift: Tensor) -> None:
     ``min(k, 4 - k) = 2 - |k - 2|``, the weight is ``clamp(2 - dist, 0, 1)`` where dist is the circular
     distance between h and the channel's centre c = 3, 5, 1. Here h ∈ [-4, 8] (hue in [-1, 5] plus at
     most ±3), so ``a = |h - c| <= 9`` and ``2 - dist = max(2 - a, min(a - 4, 8 - a))``: no ``remainder``
-    (slow on CPU) is needed. Temporaries are single-channel.
+    and no bool masks (both several times slower than float arithmetic on CPU).
+
+    Args:
+        x: (B, 3, H, W), modified in place.
+        shift: (B,) hue shift in turns, within [-0.5, 0.5].
+        work: a scratch buffer (4, B, H, W) of x's dtype and device (fresh buffers cost page faults on CPU).
     """
     r, g, b = x.unbind(dim=1)
+    w0, w1, w2, hue6 = work.unbind(0)
     maxc = x.amax(dim=1)
     delta = x.amin(dim=1).neg_().add_(maxc)  # max - min
-    safe = delta.clamp(min=1e-12)  # grey pixels: numerators are 0 as well
-    # exact 0/1 float indicators of the channel holding the max (first of R, G, B on ties), built from
-    # sign(channel - max) ∈ {-1, 0}: float arithmetic is several times faster than bool masks + where on CPU
-    is_r = torch.sub(r, maxc).sign_().add_(1.0)
-    is_g = torch.sub(g, maxc).sign_().add_(1.0).mul_(torch.rsub(is_r, 1.0))
-    is_b = torch.rsub(is_r, 1.0).sub_(is_g)
-    hue6 = torch.sub(g, b).mul_(is_r)  # (g - b)/d if R is max, (b - r)/d + 2 if G, (r - g)/d + 4 if B
-    hue6.addcmul_(torch.sub(b, r), is_g).addcmul_(torch.sub(r, g), is_b).div_(safe)
-    hue6.add_(is_g, alpha=2.0).add_(is_b, alpha=4.0)  # in [-1, 5]
-    hue6.add_(6.0 * shift.view(-1, 1, 1))
+    # exact 0/1 indicators of the channel holding the max (first of R, G, B on ties) from sign(c - max)
+    is_r = torch.sub(r, maxc, out=w0).sign_().add_(1.0)
+    is_g = torch.sub(g, maxc, out=w1).sign_().add_(1.0)
+    is_g.addcmul_(is_g, is_r, value=-1.0)  # not R
+    is_b = torch.add(is_r, is_g, out=w2).neg_().add_(1.0)
+    # hue6 = (g - b)/d if R is max, (b - r)/d + 2 if G, (r - g)/d + 4 if B
+    torch.sub(g, b, out=hue6).mul_(is_r)
+    hue6.addcmul_(torch.sub(b, r, out=w0), is_g).addcmul_(torch.sub(r, g, out=w0), is_b)
+    hue6.div_(torch.clamp(delta, min=1e-12, out=w0))  # grey pixels: the numerator is 0 as well
+    hue6.add_(is_g, alpha=2.0).add_(is_b, alpha=4.0).add_(6.0 * shift.view(-1, 1, 1))
     for channel, center in enumerate((3.0, 5.0, 1.0)):
-        a = torch.sub(hue6, center).abs_()
-        weight = torch.rsub(a, 8.0)
+        a = torch.sub(hue6, center, out=w0).abs_()
+        weight = torch.neg(a, out=w1).add_(8.0)  # 8 - a
         torch.minimum(a.sub_(4.0), weight, out=weight)  # min(a - 4, 8 - a)
-        torch.maximum(a.neg_().sub_(2.0), weight, out=weight)  # a holds -(a - 4) - 2 = 2 - a
+        torch.maximum(a.neg_().sub_(2.0), weight, out=weight)  # a now holds -(a - 4) - 2 = 2 - a
         weight.clamp_(0.0, 1.0).mul_(delta)
         torch.sub(maxc, weight, out=x[:, channel])
 
@@ -428,17 +439,21 @@ class ImageAugment(nn.Module):
         params = params.to(x.dtype).transpose(1, 2).contiguous()  # (3, 6, B): 1 - f, is_contrast, is_sat
         keep = (~apply).nonzero().squeeze(1)
         saved = x[keep] if keep.numel() > 0 else None
+        work = torch.empty(4 if use_hue else 1, b, x.shape[2], x.shape[3], device=dev, dtype=x.dtype)
+        gray = work[0].unsqueeze(1)
         for slot in range(3):
-            self._blend_(x, params[0, slot], params[1, slot], params[2, slot])
+            self._blend_(x, params[0, slot], params[1, slot], params[2, slot], gray)
         if use_hue:
-            _hue_shift_(x, shift.to(x.dtype))
+            _hue_shift_(x, shift.to(x.dtype), work)
             for slot in range(3, 6):
-                self._blend_(x, params[0, slot], params[1, slot], params[2, slot])
+                self._blend_(x, params[0, slot], params[1, slot], params[2, slot], gray)
         if saved is not None:
             x.index_copy_(0, keep, saved)
 
     @staticmethod
-    def _blend_(x: Tensor, one_minus_f: Tensor, is_contrast: Tensor, is_saturation: Tensor) -> None:
+    def _blend_(
+        x: Tensor, one_minus_f: Tensor, is_contrast: Tensor, is_saturation: Tensor, work: Tensor
+    ) -> None:
         """One batched jitter step, in place: sample i does ``clamp(f·x + (1 - f)·target, 0, 1)``.
 
         The target is 0 for brightness, the mean grey level of the image for contrast (``is_contrast``)
@@ -449,12 +464,11 @@ class ImageAugment(nn.Module):
             one_minus_f: (B,) 1 - the step's factor.
             is_contrast: (B,) 1.0 where the step is contrast, else 0.0.
             is_saturation: (B,) 1.0 where the step is saturation, else 0.0.
+            work: a scratch buffer (B, 1, H, W).
         """
-        gray = _gray(x)
-        mean = gray.mean(dim=(2, 3), keepdim=True)
-        sat = is_saturation.view(-1, 1, 1, 1)
-        target = gray * sat if gray is x else gray.mul_(sat)
-        target.add_(mean.mul_(is_contrast.view(-1, 1, 1, 1)))
+        target = _gray(x, out=work)
+        mean = target.mean(dim=(2, 3), keepdim=True).mul_(is_contrast.view(-1, 1, 1, 1))
+        target.mul_(is_saturation.view(-1, 1, 1, 1)).add_(mean)
         x.lerp_(target, one_minus_f.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
     def _blur_(self, x: Tensor, generator: torch.Generator | None) -> None:
