@@ -274,6 +274,12 @@ def test_image_errors() -> None:
         ImageAugment(hue=0.7)
     with pytest.raises(ValueError, match="hue range must lie within"):
         ImageAugment(hue=(0.1, 0.6))
+    with pytest.raises(
+        ValueError, match=r"crop_scale must be a \(low, high\) pair of numbers, got \[0.1, 0.5, 1.0\]"
+    ):
+        ImageAugment(crop_scale=[0.1, 0.5, 1.0])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"saturation must be a \(low, high\) pair of numbers"):
+        ImageAugment(saturation="strong")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="blur_sigma must satisfy"):
         ImageAugment(blur_sigma=(0.0, 1.0))
     with pytest.raises(ValueError, match="blur_kernel must be a positive odd int"):

@@ -42,13 +42,22 @@ _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb
 _NONE, _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = -1, 0, 1, 2, 3
 
 
+def _two_floats(value: object, name: str) -> tuple[float, float]:
+    """Read a (low, high) pair (tuple or list, as YAML gives it) of numbers."""
+    try:
+        lo, hi = (float(v) for v in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}") from None
+    return lo, hi
+
+
 def _pair(value: float | tuple[float, float], name: str, center: float, lower: float) -> tuple[float, float]:
     """Turn a jitter strength ``s`` into (max(lower, center - s), center + s); check ranges given as such."""
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
         return (max(lower, center - float(value)), center + float(value))
-    lo, hi = (float(v) for v in value)
+    lo, hi = _two_floats(value, name)
     if not lower <= lo <= hi:
         raise ValueError(f"{name} range must satisfy {lower} <= low <= high, got ({lo}, {hi})")
     return (lo, hi)
@@ -56,7 +65,7 @@ def _pair(value: float | tuple[float, float], name: str, center: float, lower: f
 
 def _range(value: tuple[float, float], name: str, low: float, high: float) -> tuple[float, float]:
     """Validate a (lo, hi) range with low < lo <= hi <= high."""
-    lo, hi = (float(v) for v in value)
+    lo, hi = _two_floats(value, name)
     if not low < lo <= hi <= high:
         raise ValueError(f"{name} must satisfy {low} < low <= high <= {high}, got ({lo}, {hi})")
     return (lo, hi)
