@@ -1,7 +1,24 @@
 """Contrastive objectives: pure tensor-in, scalar-out modules."""
 
+from commlearn.losses.cmc import CMCLoss, cross_view_nce
 from commlearn.losses.comm import CoMMLoss, LossOutput
 from commlearn.losses.cross import CrossLoss, CrossSelfLoss
+from commlearn.losses.factorcl import FactorCLLoss, PairCritic, nce_club_upper_bound, nce_lower_bound
 from commlearn.losses.info_nce import info_nce, nce_with_accuracy
+from commlearn.losses.supcon import SupConLoss
 
-__all__ = ["CoMMLoss", "CrossLoss", "CrossSelfLoss", "LossOutput", "info_nce", "nce_with_accuracy"]
+__all__ = [
+    "CMCLoss",
+    "CoMMLoss",
+    "CrossLoss",
+    "CrossSelfLoss",
+    "FactorCLLoss",
+    "LossOutput",
+    "PairCritic",
+    "SupConLoss",
+    "cross_view_nce",
+    "info_nce",
+    "nce_club_upper_bound",
+    "nce_lower_bound",
+    "nce_with_accuracy",
+]

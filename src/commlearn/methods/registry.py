@@ -11,8 +11,13 @@ from torch import nn
 
 from commlearn.data.base import ModalitySpec, TaskType
 from commlearn.methods.base import BaseMethod
+from commlearn.methods.cmc import CMC
 from commlearn.methods.comm import CoMM
 from commlearn.methods.cross import Cross, CrossSelf, UnimodalEncoders
+from commlearn.methods.factorcl import FactorCL, FactorCLSup
+from commlearn.methods.simclr import SimCLR
+from commlearn.methods.supcon import SupCon
+from commlearn.methods.supervised import Supervised
 from commlearn.nn.factory import ModelConfig, build_encoders, build_fusion, build_head, feature_dim
 
 
@@ -92,10 +97,137 @@ def build_cross_self(
     return CrossSelf(encoders, heads, augment, temperature, ssl_scale, **vars(optim))
 
 
+def _need_pairs(name: str, specs: Sequence[ModalitySpec]) -> None:
+    if len(specs) < 2:
+        raise ValueError(f"{name} needs at least 2 modalities, the data has {len(specs)}")
+
+
+def _need_labels(name: str, task: TaskInfo | None, multiclass_only: bool = False) -> TaskInfo:
+    if task is None:
+        raise ValueError(f"{name} needs labels but the data set has none (give the data set a labels entry)")
+    if multiclass_only and task.task_type != "multiclass":
+        raise ValueError(f"{name} needs multiclass labels, the data set's task is {task.task_type}")
+    return task
+
+
+def _factor_heads(
+    specs: Sequence[ModalitySpec], model: ModelConfig
+) -> tuple[UnimodalEncoders, list[nn.Module], list[nn.Module]]:
+    encoders, shared = _unimodal(specs, model)
+    dims = [feature_dim(e, s, model.unimodal_pool) for e, s in zip(encoders.encoders, specs, strict=True)]
+    return encoders, shared, [build_head(d, model) for d in dims]
+
+
+def build_factorcl(
+    specs: Sequence[ModalitySpec],
+    model: ModelConfig,
+    augment: nn.Module | None,
+    optim: Optim,
+    task: TaskInfo | None = None,
+    critic_hidden: int = 512,
+    critic_layers: int = 1,
+) -> FactorCL:
+    _need_pairs("factorcl", specs)
+    encoders, shared, unique = _factor_heads(specs, model)
+    return FactorCL(
+        encoders, shared, unique, model.head_out, augment, critic_hidden, critic_layers, **vars(optim)
+    )
+
+
+def build_factorcl_sup(
+    specs: Sequence[ModalitySpec],
+    model: ModelConfig,
+    augment: nn.Module | None,
+    optim: Optim,
+    task: TaskInfo | None = None,
+    critic_hidden: int = 512,
+    critic_layers: int = 1,
+) -> FactorCLSup:
+    _need_pairs("factorcl_sup", specs)
+    info = _need_labels("factorcl_sup", task)
+    encoders, shared, unique = _factor_heads(specs, model)
+    return FactorCLSup(
+        encoders,
+        shared,
+        unique,
+        model.head_out,
+        info.task_type,
+        info.n_outputs,
+        info.label_column,
+        augment,
+        critic_hidden,
+        critic_layers,
+        **vars(optim),
+    )
+
+
+def build_simclr(
+    specs: Sequence[ModalitySpec],
+    model: ModelConfig,
+    augment: nn.Module | None,
+    optim: Optim,
+    task: TaskInfo | None = None,
+    temperature: float = 0.1,
+    modality: int = 0,
+) -> SimCLR:
+    if not 0 <= modality < len(specs):
+        raise ValueError(f"simclr option modality must be in 0..{len(specs) - 1}, got {modality}")
+    encoders, heads = _unimodal([specs[modality]], model)
+    return SimCLR(encoders, heads[0], modality, augment, temperature, **vars(optim))
+
+
+def build_supcon(
+    specs: Sequence[ModalitySpec],
+    model: ModelConfig,
+    augment: nn.Module | None,
+    optim: Optim,
+    task: TaskInfo | None = None,
+    temperature: float = 0.1,
+) -> SupCon:
+    info = _need_labels("supcon", task, multiclass_only=True)
+    encoders, heads = _unimodal(specs, model)
+    return SupCon(encoders, heads, info.label_column, augment, temperature, **vars(optim))
+
+
+def build_cmc(
+    specs: Sequence[ModalitySpec],
+    model: ModelConfig,
+    augment: nn.Module | None,
+    optim: Optim,
+    task: TaskInfo | None = None,
+    temperature: float = 0.1,
+) -> CMC:
+    _need_pairs("cmc", specs)
+    encoders, heads = _unimodal(specs, model)
+    return CMC(encoders, heads, augment, temperature, **vars(optim))
+
+
+def build_supervised(
+    specs: Sequence[ModalitySpec],
+    model: ModelConfig,
+    augment: nn.Module | None,
+    optim: Optim,
+    task: TaskInfo | None = None,
+    init_checkpoint: str | None = None,
+) -> Supervised:
+    info = _need_labels("supervised", task)
+    fusion = build_fusion(specs, model)
+    head = nn.Linear(model.embed_dim, info.n_outputs)
+    return Supervised(
+        fusion, head, info.task_type, info.label_column, augment, init_checkpoint, **vars(optim)
+    )
+
+
 METHODS: dict[str, Builder] = {
     "comm": build_comm,
     "cross": build_cross,
     "cross_self": build_cross_self,
+    "factorcl": build_factorcl,
+    "factorcl_sup": build_factorcl_sup,
+    "simclr": build_simclr,
+    "supcon": build_supcon,
+    "cmc": build_cmc,
+    "supervised": build_supervised,
 }
 
 _FIXED = ("specs", "model", "augment", "optim", "task")
