@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m mypy src
 

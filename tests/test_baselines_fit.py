@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ import torch
 from commlearn.cli import main
 from commlearn.data.synthetic import make_synthetic
 from commlearn.train import load_method
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is several times faster on a shared CPU than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _losses(run: Path) -> list[float]:

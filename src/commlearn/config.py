@@ -50,6 +50,8 @@ class MethodConfig:
         lr, weight_decay: AdamW settings.
         warmup_epochs, scheduler: learning-rate schedule (``"none"`` or ``"cosine"``).
         augment: use the default label-preserving augmentation of each modality kind.
+        augment_options: per modality kind, keyword arguments of its augmentation, e.g.
+            ``{"image": {"crop_scale": [0.2, 1.0], "p_blur": 0.0}, "sequence": {"sigma": 0.05}}``.
         options: method-specific settings (e.g. ``temperature``; checked by the method builder).
     """
 
@@ -59,6 +61,7 @@ class MethodConfig:
     warmup_epochs: int = 0
     scheduler: str = "none"
     augment: bool = True
+    augment_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,7 +175,7 @@ def merge(target: Any, values: dict[str, Any], prefix: str = "") -> Any:
         current = getattr(target, key)
         if dataclasses.is_dataclass(current) and not isinstance(current, type):
             merge(current, value, f"{full}.")
-        elif key == "options" and isinstance(current, dict):
+        elif key in ("options", "augment_options") and isinstance(current, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {full!r} expects a mapping, got {value!r}")
             current.update(value)

@@ -88,7 +88,7 @@ def make_method(cfg: RunConfig, specs: list[ModalitySpec], task: TaskInfo | None
     """The method of ``cfg`` for data with modalities ``specs`` (augmentation included)."""
     from commlearn.augment import MultimodalAugment
 
-    augment = MultimodalAugment.for_specs(specs) if cfg.method.augment else None
+    augment = MultimodalAugment.for_specs(specs, cfg.method.augment_options) if cfg.method.augment else None
     optim = Optim(cfg.method.lr, cfg.method.weight_decay, cfg.method.warmup_epochs, cfg.method.scheduler)
     method = build_method(cfg.method.name, specs, cfg.model, augment, optim, task, cfg.method.options)
     method.checkpoint_extra = {

@@ -40,7 +40,28 @@ def _arrays(
     return load_arrays(root, modalities, labels, padding, task_type)  # type: ignore[arg-type]
 
 
-DATASETS: dict[str, DatasetBuilder] = {"synthetic": _synthetic, "arrays": _arrays}
+def _trifeature(
+    root: str | None,
+    seed: int,
+    preset: str = "cpu",
+    biased: bool = False,
+    n_pairs: int = 10_000,
+    share: str = "shape",
+    unique: str = "texture",
+    synergy: list[str] | None = None,
+) -> MultimodalDataset:
+    from commlearn.data.trifeature import RenderSettings
+    from commlearn.data.trifeature_pairs import Roles, build_trifeature
+
+    if preset not in ("cpu", "paper"):
+        raise ValueError(f"data.options.preset must be 'cpu' or 'paper', got {preset!r}")
+    settings = RenderSettings.cpu() if preset == "cpu" else RenderSettings.paper()
+    roles = Roles(share, unique, tuple(synergy or ("texture", "color")))  # type: ignore[arg-type]
+    data = build_trifeature(settings, seed, roles, n_pairs, 2, 2, cache_dir=root)
+    return data.pretrain_biased if biased else data.pretrain_unbiased
+
+
+DATASETS: dict[str, DatasetBuilder] = {"synthetic": _synthetic, "arrays": _arrays, "trifeature": _trifeature}
 
 
 def register_dataset(name: str, builder: DatasetBuilder) -> None:
