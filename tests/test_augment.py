@@ -300,7 +300,7 @@ def _sequences(b: int = 64, t: int = 20, d: int = 3, seed: int = 0) -> tuple[Ten
 def test_dropnoise_shape_dtype_and_identity_at_p0() -> None:
     x, pad = _sequences()
     y = DropNoise()(x, padding=pad, generator=_gen(1))
-    assert y.shape == x.shape and y.dtype == x.dtype
+    assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
     assert torch.equal(DropNoise(p_drop=0.0, p_noise=0.0)(x, padding=pad), x)
 
 
