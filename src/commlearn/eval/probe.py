@@ -32,7 +32,9 @@ cold (CLIP's way); chosen C identical, test balanced accuracy 59.57 vs 59.52 % (
 Trifeature-like tasks on 10 000 × 9 216 features (paper preset): 151 s on the same 2 CPU cores (≈ 370
 L-BFGS evaluations per task); on a GPU where the features already live it is a matter of seconds. Multi-label
 probes (one binary probe per label, each with its own C) are solved jointly as one decoupled problem with a
-per-label λ.
+per-label λ. On an oversubscribed CPU (other busy processes on every core) torch's intra-op thread pool
+can make small problems 50× slower (2 000 × 128: 9 s with 2 threads, 0.16 s with 1); the probe leaves the
+thread count to the caller, so call ``torch.set_num_threads(1)`` there.
 
 Ridge regression uses the closed form through one eigendecomposition per split (the Gram matrix ``XᵀX``
 when D ≤ N, the kernel ``XXᵀ`` otherwise) in float64, so the whole α path costs one decomposition.
