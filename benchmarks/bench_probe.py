@@ -32,7 +32,7 @@ def bench_probe(n_train: int, n_test: int, dim: int, repeats: int, budget_s: flo
     for name, value in (("n_train", n_train), ("n_test", n_test), ("dim", dim)):
         check_positive(name, value)
     g = torch.Generator().manual_seed(0)
-    means = 0.15 * torch.randn(10, dim, generator=g)  # overlapping classes: the C sweep matters
+    means = 0.08 * torch.randn(10, dim, generator=g)  # overlapping classes (≈ 55 % accuracy at 512 dims)
     xtr, ytr = _features(n_train, dim, means, g)
     xte, yte = _features(n_test, dim, means, g)
     res = BenchResult(

@@ -211,6 +211,10 @@ def _git_commit() -> str:
         return "unknown"
 
 
+# Settings that change CPU timings (thread counts, OpenMP spin policy) or what data is read.
+_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "COMMLEARN_CACHE")
+
+
 def machine_info() -> dict[str, Any]:
     """The machine and software this run measures (recorded in results.json and RESULTS.md)."""
     import lightning
@@ -227,6 +231,7 @@ def machine_info() -> dict[str, Any]:
         "lightning": lightning.__version__,
         "numpy": numpy.__version__,
         "git": _git_commit(),
+        "env": {k: os.environ[k] for k in _ENV_KEYS if k in os.environ},
         "load_average_at_start": list(os.getloadavg()),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

@@ -80,7 +80,8 @@ def write_markdown(path: Path, meta: dict[str, Any], results: list[BenchResult],
         f"- Command: `{meta['command']}` ({meta['mode']} mode), {meta['total_seconds']:.0f} s in all, {m['date']}",
         f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with {m['torch_threads']} "
         f"threads ({m['cpu_capability']}), lightning {m['lightning']}, Python {m['python']}, {m['platform']}",
-        f"- Code: git {m['git']}",
+        f"- Code: git {m['git']}; environment: "
+        + (", ".join(f"{k}={v}" for k, v in m.get("env", {}).items()) or "no thread or OpenMP variables set"),
         f"- fp32 matmul peak used for FLOP efficiency: {meta['peak_gflops']:.0f} GFLOP/s (best of this run)",
         f"- Load average (1/5/15 min) at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; "
         f"at end {', '.join(f'{x:.2f}' for x in meta['load_average_at_end'])}"
