@@ -90,7 +90,7 @@ def _presets() -> dict[str, Preset]:
         "cpu": Preset(
             render=RenderSettings.cpu(),
             model=ModelConfig(),
-            epochs=3,
+            epochs=5,
             image_augment=cpu_augment,
             method_options={"factorcl": {"critic_hidden": 128}},
         ),
