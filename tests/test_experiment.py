@@ -15,8 +15,13 @@ from commlearn.experiments.trifeature import PRESETS, format_table, run_experime
 def test_tiny_experiment_end_to_end(tmp_path: Path) -> None:
     preset = replace(PRESETS["tiny"], n_train_pairs=128, n_probe_train_pairs=200, n_probe_test_pairs=200)
     out = tmp_path / "out"
-    results = run_experiment(preset, ["comm", "cross"], epochs=1, output=out, data_dir=tmp_path / "cache")
-    assert set(results) == {"comm", "cross"}
+    results = run_experiment(preset, ["comm", "factorcl"], epochs=1, output=out, data_dir=tmp_path / "cache")
+    assert set(results) == {"comm", "factorcl"}
+    # a later run with other methods and the same settings keeps the earlier methods' results
+    results = run_experiment(
+        preset, ["cross", "cross_self"], epochs=1, output=out, data_dir=tmp_path / "cache"
+    )
+    assert list(results) == ["comm", "factorcl", "cross", "cross_self"]
     for scores in results.values():
         assert set(scores) == {"R", "U1", "U2", "S"}
         assert all(0.0 <= v <= 100.0 for v in scores.values())

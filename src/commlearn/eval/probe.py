@@ -255,13 +255,19 @@ def _lbfgs(
     return theta
 
 
-def _prior_logits(target: Tensor, softmax: bool) -> Tensor:
+def _weighted_rates(target: Tensor, weight: Tensor | None) -> Tensor:
+    """(Weighted) mean of the targets (N, M) over rows, clamped away from 0 and 1."""
+    n = target.shape[0]
+    p = target.mean(0) if weight is None else (weight[:, None] * target).sum(0) / weight.sum()
+    return p.clamp(0.5 / n, 1.0 - 0.5 / n)
+
+
+def _prior_logits(target: Tensor, softmax: bool, weight: Tensor | None = None) -> Tensor:
     """Intercepts (M,) that are optimal for W = 0 given targets (N, M): log priors or logits of the rates.
 
     Starting there spares L-BFGS the badly conditioned walk of rare classes' intercepts at small C.
     """
-    n = target.shape[0]
-    p = target.mean(0).clamp(0.5 / n, 1.0 - 0.5 / n)
+    p = _weighted_rates(target, weight)
     return p.log() if softmax else torch.logit(p)
 
 
@@ -274,8 +280,9 @@ def _fit_logistic(
     b0: Tensor,
     max_iter: int = _MAX_ITER,
     tol: float = _TOL,
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Minimise ``mean_i loss_i + ½ Σ_k lam_k ‖W[k]‖²`` by full-batch L-BFGS.
+    """Minimise ``mean_i weight_i · loss_i + ½ Σ_k lam_k ‖W[k]‖²`` by full-batch L-BFGS.
 
     Args:
         x: features (N, D).
@@ -285,6 +292,7 @@ def _fit_logistic(
         w0: initial weights (M, D) (``nn.Linear`` layout); b0: initial intercepts (M,).
         max_iter: L-BFGS iteration budget.
         tol: stop when the largest absolute gradient entry is at most ``tol``.
+        weight: optional per-row loss weights (N,) (class balancing); None = all ones.
 
     Returns:
         The weights (M, D) and intercepts (M,).
@@ -292,17 +300,22 @@ def _fit_logistic(
     n, d = x.shape
     m = w0.shape[0]
     lam = lam[:, None]
+    weight = None if weight is None else weight.to(dtype=x.dtype, device=x.device)
+    row_weight = None if weight is None else weight[:, None]
 
     def fg(theta: Tensor) -> tuple[Tensor, Tensor]:
         w, b = theta[: m * d].view(m, d), theta[m * d :]
         z = F.linear(x, w, b)  # (N, M); x @ Wᵀ and residᵀ @ x are the fast BLAS layouts for (N, D) x
         if softmax:
             lse = torch.logsumexp(z, 1)
-            loss = (lse.sum() - (z * target).sum()) / n
+            per_row = lse - (z * target).sum(1)
+            loss = (per_row.sum() if weight is None else (weight * per_row).sum()) / n
             resid = torch.exp(z - lse[:, None]) - target
         else:
-            loss = F.binary_cross_entropy_with_logits(z, target, reduction="sum") / n
+            loss = F.binary_cross_entropy_with_logits(z, target, weight=row_weight, reduction="sum") / n
             resid = torch.sigmoid(z) - target
+        if row_weight is not None:
+            resid *= row_weight
         resid /= n
         loss = loss + 0.5 * (lam * w.square()).sum()
         grad = torch.empty_like(theta)
@@ -312,7 +325,7 @@ def _fit_logistic(
 
     with torch.no_grad():
         # diagonal Hessian estimate: standardised features make diag(XᵀVX)/N ≈ v = p(1 - p) per output
-        p = target.mean(0).clamp(0.5 / n, 1.0 - 0.5 / n)
+        p = _weighted_rates(target, weight)
         v = p * (1.0 - p)
         precond = 1.0 / torch.cat([(v[:, None] + lam).expand(m, d).reshape(-1), v])
         theta = _lbfgs(fg, torch.cat([w0.reshape(-1), b0]).to(x.dtype), max_iter, tol, precond=precond)
@@ -329,6 +342,13 @@ class _Scores:
     metric: Tensor
     se: Tensor
     loss: Tensor
+
+
+def _balanced_weights(y: Tensor, n_classes: int) -> Tensor:
+    """Row weights (N,) ``N / (K_present · count[y_i])`` (scikit-learn's ``class_weight="balanced"``)."""
+    counts = torch.bincount(y, minlength=n_classes).double()
+    present = int((counts > 0).sum())
+    return (y.shape[0] / (present * counts.clamp(min=1)))[y]
 
 
 def _class_recalls(pred: Tensor, y: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
@@ -357,14 +377,16 @@ def _f1_per_label(pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp)), y.sum(0)
 
 
-def _score_multiclass(z: Tensor, y: Tensor, binary: bool, n_classes: int) -> _Scores:
-    """Validation balanced accuracy, its SE and the log-loss of logits (N, M) for class ids (N,)."""
+def _score_multiclass(z: Tensor, y: Tensor, binary: bool, n_classes: int, balanced: bool = False) -> _Scores:
+    """Validation balanced accuracy, its SE and the (class-balanced if ``balanced``) log-loss of logits (N, M)."""
+    weight = _balanced_weights(y, n_classes) if balanced else None
     if binary:
         pred = (z[:, 0] > 0).long()
-        loss = F.binary_cross_entropy_with_logits(z[:, 0], y.to(z.dtype))
+        per_row = F.binary_cross_entropy_with_logits(z[:, 0], y.to(z.dtype), reduction="none")
     else:
         pred = z.argmax(1)
-        loss = F.cross_entropy(z, y)
+        per_row = F.cross_entropy(z, y, reduction="none")
+    loss = per_row.mean() if weight is None else (weight * per_row).sum() / weight.sum()
     value, se = _balanced_accuracy(pred, y, n_classes)
     as_vector = [torch.tensor([v], dtype=torch.float64) for v in (value, se, float(loss))]
     return _Scores(*as_vector)
@@ -474,6 +496,7 @@ def probe_classification(
     test_y: Tensor,
     seed: int = 0,
     val_fraction: float = 0.4,
+    class_weight: str | None = "balanced",
 ) -> ProbeResult:
     """Logistic-regression probe with the CLIP C sweep; balanced accuracy on the test rows.
 
@@ -484,6 +507,9 @@ def probe_classification(
         test_y: integer class ids (M,); a class absent from ``train_y`` counts with recall 0.
         seed: seed of the stratified hold-out split (the only randomness).
         val_fraction: share of the probe-train rows held out to choose C.
+        class_weight: ``"balanced"`` (default) weights each row by ``N / (K · count of its class)``, as
+            scikit-learn's option of that name, so the fitted loss matches the balanced-accuracy metric on
+            imbalanced tasks (Trifeature's synergy task has ~10 % positives); None weights rows equally.
 
     Returns:
         ``ProbeResult`` with ``metric="balanced_accuracy"`` (mean per-class recall over the classes
@@ -495,6 +521,8 @@ def probe_classification(
     """
     _check_features(train_x, test_x)
     _check_val_fraction(val_fraction)
+    if class_weight not in ("balanced", None):
+        raise ValueError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
     for name, x, y in (("train_y", train_x, train_y), ("test_y", test_x, test_y)):
         _check_rows(name, x, y)
         if y.ndim != 1 or y.is_floating_point() or y.is_complex():
@@ -507,7 +535,7 @@ def probe_classification(
     if k < 2:
         raise ValueError(f"train_y must hold at least 2 classes, got {k}")
     xtr, xte = _standardise(train_x, test_x.to(device))
-    c, w, b = _logistic_protocol(xtr, ytr, k, seed, val_fraction)
+    c, w, b = _logistic_protocol(xtr, ytr, k, seed, val_fraction, class_weight == "balanced")
     z = F.linear(xte, w, b)
     pred = (z[:, 0] > 0).long() if k == 2 else z.argmax(1)
     bal, _ = _balanced_accuracy(pred, yte, n_all)
@@ -516,9 +544,13 @@ def probe_classification(
 
 
 def _logistic_protocol(
-    xtr: Tensor, ytr: Tensor, k: int, seed: int, val_fraction: float
+    xtr: Tensor, ytr: Tensor, k: int, seed: int, val_fraction: float, balanced: bool = True
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Sweep C on a stratified hold-out, refit on all of ``xtr``; returns (C (1,), W (M, D), b (M,))."""
+    """Sweep C on a stratified hold-out, refit on all of ``xtr``; returns (C (1,), W (M, D), b (M,)).
+
+    With ``balanced`` every class carries the same total weight in the loss (and in the validation log-loss),
+    matching the balanced-accuracy metric: a 10 %-positive task is not fitted towards its majority class.
+    """
     binary = k == 2
     m = 1 if binary else k
     dtype, device = xtr.dtype, xtr.device
@@ -528,16 +560,17 @@ def _logistic_protocol(
 
     def fit_on(x: Tensor, y: Tensor) -> Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
         t = target_of(y)
+        weight = _balanced_weights(y, k) if balanced else None
 
         def fit(c_cols: Tensor, w0: Tensor, b0: Tensor) -> tuple[Tensor, Tensor]:
             lam = (1.0 / (c_cols * x.shape[0])).to(dtype=dtype, device=device)
-            return _fit_logistic(x, t, not binary, lam, w0, b0)
+            return _fit_logistic(x, t, not binary, lam, w0, b0, weight=weight)
 
         return fit
 
     cols = torch.zeros(m, dtype=torch.long)
     w0 = torch.zeros(m, xtr.shape[1], dtype=dtype, device=device)
-    b0 = _prior_logits(target_of(ytr), softmax=not binary)
+    b0 = _prior_logits(target_of(ytr), not binary, _balanced_weights(ytr, k) if balanced else None)
     fit_idx, val_idx = _split(xtr.shape[0], ytr, val_fraction, seed)
     fit_idx, val_idx = fit_idx.to(device), val_idx.to(device)
     y_fit = ytr[fit_idx]
@@ -547,7 +580,7 @@ def _logistic_protocol(
         x_fit, x_val, y_val = xtr[fit_idx], xtr[val_idx], ytr[val_idx]
 
         def score(w: Tensor, b: Tensor) -> _Scores:
-            return _score_multiclass(F.linear(x_val, w, b), y_val, binary, k)
+            return _score_multiclass(F.linear(x_val, w, b), y_val, binary, k, balanced)
 
         c, w0, b0 = _search_c(fit_on(x_fit, y_fit), score, cols, w0, b0)
     w, b = fit_on(xtr, ytr)(c[cols], w0, b0)

@@ -211,8 +211,7 @@ def run_experiment(
     print(
         f"[trifeature] data ready in {time.perf_counter() - t0:.1f} s: {len(data.pretrain_unbiased)} pairs per run"
     )
-    results: dict[str, dict[str, float]] = {}
-    timings: dict[str, float] = {}
+    results, timings = _previous_results(out, p, n_epochs, seed, data.roles)
     for name in methods:
         t1 = time.perf_counter()
         unbiased = pretrain_and_probe(
@@ -230,6 +229,31 @@ def run_experiment(
     print(format_table(results))
     print(f"[trifeature] total {time.perf_counter() - t0:.0f} s; results in {out}")
     return results
+
+
+def _previous_results(
+    out: Path, preset: Preset, epochs: int, seed: int, roles: Roles
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Results of other methods already in ``out`` from a run with the same settings (kept, not recomputed)."""
+    try:
+        meta = json.loads((out / "run.json").read_text())
+        results = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}, {}
+    if meta.get("settings") != _settings(preset, epochs, seed, roles):
+        return {}, {}
+    return results, dict(meta.get("seconds_per_method", {}))
+
+
+def _settings(preset: Preset, epochs: int, seed: int, roles: Roles) -> dict[str, Any]:
+    return {
+        "epochs": epochs,
+        "seed": seed,
+        "roles": {"share": roles.share, "unique": roles.unique, "synergy": list(roles.synergy)},
+        "canvas_px": preset.render.canvas_size,
+        "batch_size": preset.batch_size,
+        "n_train_pairs": preset.n_train_pairs,
+    }
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -256,13 +280,7 @@ def _write_outputs(
     roles: Roles,
 ) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    meta = {
-        "epochs": epochs,
-        "seed": seed,
-        "roles": {"share": roles.share, "unique": roles.unique, "synergy": list(roles.synergy)},
-        "canvas_px": preset.render.canvas_size,
-        "seconds_per_method": timings,
-    }
+    meta = {"settings": _settings(preset, epochs, seed, roles), "seconds_per_method": timings}
     (out / "run.json").write_text(json.dumps(meta, indent=2))
     (out / "table.md").write_text(format_table(results) + "\n")
     plot_rus(results, out / "rus.png")
