@@ -21,6 +21,7 @@ from torch import nn
 from commlearn.augment import ImageAugment, MultimodalAugment
 from commlearn.data.base import ArrayDataset, ModalitySpec
 from commlearn.data.trifeature import RenderSettings
+from commlearn.experiments.trifeature import PRESETS
 from commlearn.methods import Optim, build_method
 from commlearn.methods.base import BaseMethod
 from commlearn.nn.factory import ModelConfig
@@ -66,20 +67,10 @@ class BenchPreset:
 
 def get_preset(name: str) -> BenchPreset:
     """``"paper"`` or ``"cpu"`` (see the module docstring)."""
-    if name == "paper":
-        model = ModelConfig(
-            embed_dim=512,
-            n_heads=8,
-            n_layers=1,
-            head_hidden=[512, 512],
-            head_out=256,
-            image_encoder="alexnet",
-            image_positions="sincos",
-        )
-        return BenchPreset("paper", 224, model, {}, batch_size=64, lr=3e-4)
-    if name == "cpu":
-        augment = {"crop_scale": (0.2, 1.0), "hue": 0.0, "p_blur": 0.0}
-        return BenchPreset("cpu", 64, ModelConfig(), augment, batch_size=64, lr=1e-3)
+    if name in PRESET_NAMES:  # the Trifeature experiment's presets: one definition of each architecture
+        p = PRESETS[name]
+        augment = {k: tuple(v) if isinstance(v, list) else v for k, v in p.image_augment.items()}
+        return BenchPreset(name, p.render.canvas_size, p.model, augment, batch_size=p.batch_size, lr=p.lr)
     raise ValueError(f"preset must be one of {list(PRESET_NAMES)}, got {name!r}")
 
 

@@ -76,8 +76,7 @@ def build_cross(
     task: TaskInfo | None = None,
     temperature: float = 0.1,
 ) -> Cross:
-    if len(specs) < 2:
-        raise ValueError(f"cross needs at least 2 modalities, the data has {len(specs)}")
+    _need_pairs("cross", specs)
     encoders, heads = _unimodal(specs, model)
     return Cross(encoders, heads, augment, temperature, **vars(optim))
 
@@ -91,8 +90,7 @@ def build_cross_self(
     temperature: float = 0.1,
     ssl_scale: float = 1.0,
 ) -> CrossSelf:
-    if len(specs) < 2:
-        raise ValueError(f"cross_self needs at least 2 modalities, the data has {len(specs)}")
+    _need_pairs("cross_self", specs)
     encoders, heads = _unimodal(specs, model)
     return CrossSelf(encoders, heads, augment, temperature, ssl_scale, **vars(optim))
 
