@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from commlearn import dist
 from commlearn.losses.comm import LossOutput
-from commlearn.losses.info_nce import check_embeddings
+from commlearn.losses.info_nce import check_embeddings, check_temperature
 
 
 def cross_view_nce(anchor: Tensor, target: Tensor, temperature: float = 0.1) -> tuple[Tensor, Tensor]:
@@ -30,8 +30,7 @@ def cross_view_nce(anchor: Tensor, target: Tensor, temperature: float = 0.1) -> 
         ``(loss, accuracy)``, 0-dim; accuracy is the share of anchors whose most similar target is their own.
     """
     check_embeddings(anchor, target)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_temperature(temperature)
     a = F.normalize(anchor, dim=-1)
     t_all = dist.gather_with_grad(F.normalize(target, dim=-1))
     positives = torch.arange(a.shape[0], device=a.device) + dist.rank() * a.shape[0]
@@ -67,8 +66,7 @@ class CMCLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(temperature)
         self.temperature = temperature
 
     def forward(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> Tensor:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from commlearn.losses.info_nce import nce_with_accuracy
+from commlearn.losses.info_nce import check_temperature, nce_with_accuracy
 
 
 @dataclass
@@ -49,8 +49,7 @@ class CoMMLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1, weights: Sequence[float] | None = None) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(temperature)
         if weights is not None and (len(weights) < 2 or any(w < 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(
                 f"weights must be ≥ 2 non-negative numbers with a positive sum, got {list(weights)}"

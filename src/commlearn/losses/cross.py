@@ -9,12 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from commlearn.losses.comm import LossOutput
-from commlearn.losses.info_nce import nce_with_accuracy
-
-
-def _check_temperature(temperature: float) -> None:
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+from commlearn.losses.info_nce import check_temperature, nce_with_accuracy
 
 
 def cross_modal_terms(zs: Sequence[Tensor], temperature: float) -> LossOutput:
@@ -42,7 +37,7 @@ class CrossLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        _check_temperature(temperature)
+        check_temperature(temperature)
         self.temperature = temperature
 
     def forward(self, zs: Sequence[Tensor]) -> Tensor:
@@ -68,7 +63,7 @@ class CrossSelfLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1, ssl_scale: float = 1.0) -> None:
         super().__init__()
-        _check_temperature(temperature)
+        check_temperature(temperature)
         if ssl_scale < 0:
             raise ValueError(f"ssl_scale must be ≥ 0, got {ssl_scale}")
         self.temperature = temperature

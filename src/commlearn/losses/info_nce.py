@@ -25,6 +25,12 @@ def check_embeddings(a: Tensor, b: Tensor, name: str = "embeddings") -> None:
         raise ValueError(f"{name} contain NaN or Inf (diverged training? lower the learning rate)")
 
 
+def check_temperature(temperature: float) -> None:
+    """Raise a one-line ValueError unless the temperature τ is > 0."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
 def nce_with_accuracy(a: Tensor, b: Tensor, temperature: float = 0.1) -> tuple[Tensor, Tensor]:
     """Symmetric NT-Xent between paired batches plus the top-1 retrieval accuracy.
 
@@ -47,8 +53,7 @@ def nce_with_accuracy(a: Tensor, b: Tensor, temperature: float = 0.1) -> tuple[T
         argmax is i (detached).
     """
     check_embeddings(a, b)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_temperature(temperature)
     a = F.normalize(a, dim=-1)
     b = F.normalize(b, dim=-1)
     a_all = dist.gather_with_grad(a)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from commlearn import dist
 from commlearn.losses.comm import LossOutput
-from commlearn.losses.info_nce import check_embeddings
+from commlearn.losses.info_nce import check_embeddings, check_temperature
 
 
 class SupConLoss(nn.Module):
@@ -35,8 +35,7 @@ class SupConLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(temperature)
         self.temperature = temperature
 
     def forward(self, views: Sequence[Tensor], labels: Tensor) -> Tensor:

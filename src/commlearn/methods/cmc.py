@@ -10,7 +10,6 @@ from torch import nn
 from commlearn.data.base import MultimodalBatch
 from commlearn.losses.cmc import CMCLoss
 from commlearn.losses.comm import LossOutput
-from commlearn.methods.base import concat_views
 from commlearn.methods.cross import UnimodalEncoders, _UnimodalMethod
 
 
@@ -43,8 +42,4 @@ class CMC(_UnimodalMethod):
         self.loss_fn = CMCLoss(temperature)
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
-        b = batch.batch_size
-        v1, v2 = self.views(batch)
-        xs, pads = concat_views(v1, v2, batch.padding)
-        z = self.project(xs, pads)
-        return self.loss_fn.compute([t[:b] for t in z], [t[b:] for t in z])
+        return self.loss_fn.compute(*self.project_views(batch))

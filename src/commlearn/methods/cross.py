@@ -67,6 +67,17 @@ class _UnimodalMethod(BaseMethod):
         """Projected unimodal embeddings, a list of (B, head_out)."""
         return [h(f) for h, f in zip(self.heads, self.encoders(xs, padding), strict=True)]
 
+    def project_views(self, batch: MultimodalBatch) -> tuple[list[Tensor], list[Tensor]]:
+        """Projected unimodal embeddings of both augmented views, one encoder pass on the 2B batch.
+
+        Returns:
+            ``(z1, z2)``: n embeddings (B, head_out) each, of views t' and t''.
+        """
+        b = batch.batch_size
+        v1, v2 = self.views(batch)
+        z = self.project(*concat_views(v1, v2, batch.padding))
+        return [t[:b] for t in z], [t[b:] for t in z]
+
     def embed(self, batch: MultimodalBatch) -> Tensor:
         return torch.cat(self.encoders(batch.inputs, batch.padding), dim=1)
 
@@ -108,8 +119,4 @@ class CrossSelf(_UnimodalMethod):
         self.loss_fn = CrossSelfLoss(temperature, ssl_scale)
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
-        b = batch.batch_size
-        v1, v2 = self.views(batch)
-        xs, pads = concat_views(v1, v2, batch.padding)
-        z = self.project(xs, pads)
-        return self.loss_fn.compute([t[:b] for t in z], [t[b:] for t in z])
+        return self.loss_fn.compute(*self.project_views(batch))

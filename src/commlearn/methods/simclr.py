@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from commlearn.data.base import MultimodalBatch
 from commlearn.losses.comm import LossOutput
-from commlearn.losses.info_nce import nce_with_accuracy
+from commlearn.losses.info_nce import check_temperature, nce_with_accuracy
 from commlearn.methods.base import BaseMethod
 from commlearn.methods.cross import UnimodalEncoders
 
@@ -44,8 +44,7 @@ class SimCLR(BaseMethod):
             raise ValueError(f"SimCLR takes the encoder of one modality, got {encoder.n_modalities}")
         if modality < 0:
             raise ValueError(f"modality must be ≥ 0, got {modality}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(temperature)
         self.encoder = encoder
         self.head = head
         self.modality = modality

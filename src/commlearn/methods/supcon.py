@@ -10,7 +10,6 @@ from torch import nn
 from commlearn.data.base import MultimodalBatch
 from commlearn.losses.comm import LossOutput
 from commlearn.losses.supcon import SupConLoss
-from commlearn.methods.base import concat_views
 from commlearn.methods.cross import UnimodalEncoders, _UnimodalMethod
 from commlearn.methods.supervised import select_targets
 
@@ -47,9 +46,5 @@ class SupCon(_UnimodalMethod):
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         labels = select_targets(batch.labels, "multiclass", self.label_column, "supcon")
-        b = batch.batch_size
-        v1, v2 = self.views(batch)
-        xs, pads = concat_views(v1, v2, batch.padding)
-        z = self.project(xs, pads)
-        views = [t[:b] for t in z] + [t[b:] for t in z]
-        return self.loss_fn.compute(views, labels)
+        z1, z2 = self.project_views(batch)
+        return self.loss_fn.compute(z1 + z2, labels)
