@@ -100,6 +100,27 @@ class MultimodalDataset(Protocol):
     def get_batch(self, index: Tensor) -> MultimodalBatch: ...
 
 
+@runtime_checkable
+class SharedSourceDataset(MultimodalDataset, Protocol):
+    """Optional protocol: a data set whose modality inputs are rows gathered from shared sources.
+
+    For data where many samples reuse the same input (e.g. pairs drawn from a fixed set of images), it lets
+    :meth:`~commlearn.methods.base.BaseMethod.extract_features` encode each distinct input once instead of
+    once per sample. Only data sets without padding masks implement it: every ``get_batch(...).padding``
+    entry is None.
+
+    Attributes:
+        labels: (N,) / (N, K) labels of every sample (``get_batch(idx).labels == labels[idx]``), or None.
+    """
+
+    labels: Tensor | None
+
+    def modality_sources(self) -> list[tuple[Tensor, Tensor]]:
+        """Per modality i, ``(source_i (U_i, ...), index_i (N,) int64 into source_i)`` such that
+        ``get_batch(idx).inputs[i]`` equals ``source_i[index_i[idx]]``. Sources may hold rows no sample uses."""
+        ...
+
+
 class ArrayDataset:
     """A batch-indexed data set over in-memory tensors, one per modality.
 

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from commlearn.data.base import MultimodalBatch, MultimodalDataset
+from commlearn.data.base import MultimodalBatch, MultimodalDataset, SharedSourceDataset
 from commlearn.losses.comm import LossOutput
 
 
@@ -27,11 +27,32 @@ def concat_views(
     return xs, pads
 
 
+def _cat_parts(chunks: Sequence[Any]) -> Any:
+    """Concatenate batch-first parts (tensors, None or tuples of them) along the batch axis."""
+    first = chunks[0]
+    if first is None:
+        return None
+    if isinstance(first, Tensor):
+        return torch.cat(list(chunks))
+    return tuple(_cat_parts([c[k] for c in chunks]) for k in range(len(first)))
+
+
+def _take_parts(part: Any, index: Tensor) -> Any:
+    """Rows ``index`` of a batch-first part (a tensor, None or a tuple of them)."""
+    if part is None:
+        return None
+    if isinstance(part, Tensor):
+        return part[index]
+    return tuple(_take_parts(p, index) for p in part)
+
+
 class BaseMethod(L.LightningModule):
     """Base of all methods.
 
     Subclasses implement :meth:`compute_loss` (a training batch → :class:`LossOutput`) and :meth:`embed`
-    (a clean batch → probe features (B, F)).
+    (a clean batch → probe features (B, F)). Methods whose ``embed`` is a per-modality stage followed by a
+    cheap joint stage also implement :meth:`part_modalities`, :meth:`embed_part` and :meth:`embed_joint`, so
+    that :meth:`extract_features` encodes each distinct input of a :class:`SharedSourceDataset` once.
 
     Args:
         augment: a multimodal augmentation returning two views (``None``: views are the raw inputs).
@@ -76,6 +97,24 @@ class BaseMethod(L.LightningModule):
 
     def embed(self, batch: MultimodalBatch) -> Tensor:
         """Probe features (B, F) of a clean (non-augmented) batch."""
+        raise NotImplementedError
+
+    # --- optional: probe features in two stages ------------------------------------------------------------
+    def part_modalities(self, n_modalities: int) -> list[int] | None:
+        """The modalities whose :meth:`embed_part` the probe features of ``n_modalities``-modality data use,
+        or None when :meth:`embed` is not split into stages (or not for such data): :meth:`extract_features`
+        then runs :meth:`embed` on every batch."""
+        return None
+
+    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> Any:
+        """Per-modality stage of :meth:`embed`: modality ``i``'s inputs (B, ...) (+ padding (B, T) or None) →
+        a batch-first part (a tensor, or a tuple of tensors / None). In eval mode row b depends only on
+        sample b."""
+        raise NotImplementedError
+
+    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
+        """Joint stage of :meth:`embed`: n parts (None for modalities not in :meth:`part_modalities`) →
+        probe features (B, F), equal to ``embed(batch)`` for ``parts[i] = embed_part(i, x_i, padding_i)``."""
         raise NotImplementedError
 
     # --- shared -------------------------------------------------------------------------------------------
@@ -144,21 +183,58 @@ class BaseMethod(L.LightningModule):
     ) -> tuple[Tensor, Tensor | None]:
         """Probe features of a whole data set, in order, in eval mode.
 
+        For a :class:`SharedSourceDataset` and a method split into stages (:meth:`part_modalities`), each
+        distinct source row that some sample uses goes through :meth:`embed_part` once (in batches of
+        ``batch_size``) and only :meth:`embed_joint` runs per sample; otherwise :meth:`embed` runs on every
+        batch. Both give the same features (up to float rounding).
+
         Returns:
             ``(features (N, F) float32 on CPU, labels (N,) / (N, K) or None)``.
         """
         was_training = self.training
         self.eval()
         dev = torch.device(device) if device is not None else next(self.parameters()).device
-        feats: list[Tensor] = []
-        labels: list[Tensor] = []
         try:
+            if isinstance(dataset, SharedSourceDataset):
+                modalities = self.part_modalities(len(dataset.modality_specs))
+                if modalities is not None:
+                    return self._extract_shared(dataset, modalities, batch_size, dev)
+            feats: list[Tensor] = []
+            labels: list[Tensor] = []
             for start in range(0, len(dataset), batch_size):
                 index = torch.arange(start, min(start + batch_size, len(dataset)))
                 batch = dataset.get_batch(index).to(dev)
                 feats.append(self.embed(batch).float().cpu())
                 if batch.labels is not None:
                     labels.append(batch.labels.cpu())
+            return torch.cat(feats), (torch.cat(labels) if labels else None)
         finally:
             self.train(was_training)
-        return torch.cat(feats), (torch.cat(labels) if labels else None)
+
+    def _extract_shared(
+        self, dataset: SharedSourceDataset, modalities: list[int], batch_size: int, dev: torch.device
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`extract_features` of a shared-source data set: parts of each used source row once (kept on
+        ``dev``, (U_i, ...)), then the joint stage on parts gathered per batch of samples."""
+        sources = dataset.modality_sources()
+        parts: list[Any] = [None] * len(sources)
+        rows: list[Tensor | None] = [None] * len(sources)  # per modality: (N,) row of each sample in parts[i]
+        for i in modalities:
+            source, index = sources[i]
+            # encode only the rows some sample uses, each once
+            used, inverse = torch.unique(index.to(source.device), return_inverse=True)
+            chunks = [
+                self.embed_part(i, source[used[s : s + batch_size]].to(dev), None)
+                for s in range(0, len(used), batch_size)
+            ]
+            parts[i] = _cat_parts(chunks)
+            rows[i] = inverse.to(dev)
+        feats: list[Tensor] = []
+        for start in range(0, len(dataset), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(dataset)), device=dev)
+            batch_parts = [
+                None if r is None else _take_parts(p, r[index]) for p, r in zip(parts, rows, strict=True)
+            ]
+            feats.append(self.embed_joint(batch_parts).float().cpu())
+        labels = dataset.labels
+        return torch.cat(feats), (None if labels is None else labels.to("cpu", copy=True))

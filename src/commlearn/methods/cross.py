@@ -81,6 +81,16 @@ class _UnimodalMethod(BaseMethod):
     def embed(self, batch: MultimodalBatch) -> Tensor:
         return torch.cat(self.encoders(batch.inputs, batch.padding), dim=1)
 
+    def part_modalities(self, n_modalities: int) -> list[int] | None:
+        return list(range(n_modalities)) if n_modalities == self.encoders.n_modalities else None
+
+    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> Tensor:
+        """Modality ``i``'s pooled encoder features (B, F_i)."""
+        return self.encoders.forward_one(i, x, padding)
+
+    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
+        return torch.cat(list(parts), dim=1)
+
 
 class Cross(_UnimodalMethod):
     """Cross (CLIP): align the projected unimodal embeddings of the modalities (all pairs for n > 2).

@@ -61,6 +61,17 @@ class _FactorCLBase(BaseMethod):
         shared, unique = self.factors(batch.inputs, batch.padding)
         return torch.cat([t for pair in zip(shared, unique, strict=True) for t in pair], dim=1)
 
+    def part_modalities(self, n_modalities: int) -> list[int] | None:
+        return list(range(n_modalities)) if n_modalities == self.encoders.n_modalities else None
+
+    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> Tensor:
+        """``[S_i, U_i]`` (B, 2·d) of modality ``i``."""
+        f = self.encoders.forward_one(i, x, padding)
+        return torch.cat([self.shared_heads[i](f), self.unique_heads[i](f)], dim=1)
+
+    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
+        return torch.cat(list(parts), dim=1)
+
 
 class FactorCL(_FactorCLBase):
     """Self-supervised FactorCL: conditions on, and targets, the second augmented view.

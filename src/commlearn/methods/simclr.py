@@ -3,6 +3,7 @@ Representations", ICML 2020)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -68,3 +69,13 @@ class SimCLR(BaseMethod):
         self._check_batch(batch)
         m = self.modality
         return self.encoder.forward_one(0, batch.inputs[m], batch.padding[m])
+
+    def part_modalities(self, n_modalities: int) -> list[int] | None:
+        return [self.modality] if self.modality < n_modalities else None
+
+    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> Tensor:
+        """The pooled encoder features (B, F) of modality ``i`` (only ``i == modality`` is used)."""
+        return self.encoder.forward_one(0, x, padding)
+
+    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
+        return parts[self.modality]  # type: ignore[no-any-return]

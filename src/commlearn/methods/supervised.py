@@ -6,6 +6,7 @@ fine-tuned CoMM rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from commlearn.data.base import MultimodalBatch, TaskType
 from commlearn.losses.comm import LossOutput
 from commlearn.methods.base import BaseMethod
-from commlearn.nn.fusion import MMFusion
+from commlearn.nn.fusion import MMFusion, TokenSeq
 
 TASK_TYPES: tuple[str, ...] = ("multiclass", "multilabel", "regression")
 
@@ -170,3 +171,14 @@ class Supervised(BaseMethod):
 
     def embed(self, batch: MultimodalBatch) -> Tensor:
         return self.model(batch.inputs, batch.padding)
+
+    def part_modalities(self, n_modalities: int) -> list[int] | None:
+        return list(range(n_modalities)) if n_modalities == self.model.n_modalities else None
+
+    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> TokenSeq:
+        """Modality ``i``'s tokens (:meth:`MMFusion.tokenize_one`)."""
+        return self.model.tokenize_one(i, x, padding)
+
+    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
+        """The fused Z (B, D) of every modality's tokens."""
+        return self.model.fuse(parts)

@@ -195,18 +195,23 @@ class MMFusion(nn.Module):
             n entries: ``(tokens (B, L_i, D), padding (B, L_i) or None)``, or None for a missing modality.
         """
         pads = self._check_inputs(xs, padding)
-        out: list[TokenSeq | None] = []
-        for i, (x, p) in enumerate(zip(xs, pads, strict=True)):
-            if x is None:
-                out.append(None)
-                continue
-            tokens, tok_pad = _call_adapter(self.adapters[i], self.encode_modality(i, x, p), p)
-            if tokens.ndim != 3 or tokens.shape[-1] != self.embed_dim:
-                raise ValueError(
-                    f"adapter {i} must return tokens (batch, n_tokens, {self.embed_dim}), got {tuple(tokens.shape)}"
-                )
-            out.append((tokens + self.modality_embed[i], tok_pad))
-        return out
+        return [
+            None if x is None else self.tokenize_one(i, x, p)
+            for i, (x, p) in enumerate(zip(xs, pads, strict=True))
+        ]
+
+    def tokenize_one(self, i: int, x: Tensor, padding: Tensor | None = None) -> TokenSeq:
+        """Modality ``i``'s encoder and adapter on ``x`` (B, ...) (+ padding (B, T) or None).
+
+        Returns:
+            ``(tokens (B, L_i, D) including the modality embedding, padding (B, L_i) or None)``.
+        """
+        tokens, tok_pad = _call_adapter(self.adapters[i], self.encode_modality(i, x, padding), padding)
+        if tokens.ndim != 3 or tokens.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"adapter {i} must return tokens (batch, n_tokens, {self.embed_dim}), got {tuple(tokens.shape)}"
+            )
+        return tokens + self.modality_embed[i], tok_pad
 
     def fuse(self, tokens: Sequence[TokenSeq | None], modalities: Sequence[int] | None = None) -> Tensor:
         """Fuse the tokens of ``modalities`` (default: every present one) into Z (B, D)."""
