@@ -36,7 +36,7 @@ def _separate(model: MMFusion, xs: list[Tensor]) -> list[Tensor]:
     per = xs[0].shape[1]
     outs = []
     for i in range(len(xs)):
-        padding = torch.ones(b, length, dtype=torch.bool)
+        padding = torch.ones(b, length, dtype=torch.bool, device=full.device)
         padding[:, i * per : (i + 1) * per] = False
         outs.append(model.fusion(full, padding))
     outs.append(model.fusion(full))

@@ -546,3 +546,14 @@ def test_drop_fraction_matches_uniform_mean() -> None:
     frac = (y == 0).float().mean(dim=(1, 2))
     assert abs(float(frac.mean()) - 0.4) < 0.02 and float(frac.max()) <= 0.8
     assert math.isclose(float(frac.min()), 0.0, abs_tol=0.02)
+
+
+def test_image_augment_stays_float32_under_autocast() -> None:
+    """Mixed-precision training wraps the step in autocast; pixel arithmetic must not change dtype."""
+    x = _images(4)
+    aug = ImageAugment(size=24)
+    plain = aug(x, generator=_gen(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = aug(x, generator=_gen(3))
+    assert mixed.dtype == torch.float32
+    assert torch.equal(mixed, plain)

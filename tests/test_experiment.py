@@ -58,3 +58,13 @@ def test_experiment_errors(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and re.search(match, err), err
+
+
+def test_runs_at_another_precision_are_not_merged(tmp_path: Path) -> None:
+    preset = replace(PRESETS["tiny"], n_train_pairs=64, n_probe_train_pairs=100, n_probe_test_pairs=100)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run_experiment(preset, ["comm"], epochs=1, output=out, data_dir=cache, precision="bf16-mixed")
+    assert json.loads((out / "run.json").read_text())["settings"]["precision"] == "bf16-mixed"
+    results = run_experiment(preset, ["cross"], epochs=1, output=out, data_dir=cache)
+    assert list(results) == ["cross"]  # the bf16 CoMM scores are not mixed into a full-precision table
+    assert "precision" not in json.loads((out / "run.json").read_text())["settings"]

@@ -123,3 +123,39 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         load_method(bad)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_epoch_checkpoints_kept_or_only_last(tmp_path: Path, keep: bool) -> None:
+    run = tmp_path / "run"
+    assert (
+        _fit(
+            run,
+            "[vector,vector]",
+            "comm",
+            "trainer.max_epochs=2",
+            f"trainer.keep_epoch_checkpoints={str(keep).lower()}",
+        )
+        == 0
+    )
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in names
+    epochs = [n for n in names if n.startswith("epoch=")]
+    assert len(epochs) == (2 if keep else 0), names
+
+
+def test_on_device_keeps_cpu_data_and_moves_supporting_data_sets() -> None:
+    from commlearn.data.base import ArrayDataset
+    from commlearn.train import on_device
+
+    plain = ArrayDataset([torch.zeros(4, 3)], labels=torch.zeros(4, dtype=torch.long))
+    assert on_device(plain, torch.device("cpu")) is plain
+    assert on_device(plain, torch.device("meta")) is plain  # no `to`: left where it is
+
+    class Movable(ArrayDataset):
+        def to(self, device: torch.device) -> str:
+            return f"moved to {device}"
+
+    movable = Movable([torch.zeros(4, 3)], labels=torch.zeros(4, dtype=torch.long))
+    assert on_device(movable, torch.device("cpu")) is movable
+    assert on_device(movable, torch.device("meta")) == "moved to meta"

@@ -236,3 +236,16 @@ def test_build_trifeature(tmp_path: Path, splits: tuple[TrifeatureImages, Trifea
     for name in ("pretrain_unbiased", "pretrain_biased", "probe_train", "probe_test"):
         assert torch.equal(getattr(data, name).pairs, getattr(again, name).pairs)
     assert not torch.equal(data.pretrain_unbiased.pairs[:100], data.probe_train.pairs[:100])
+
+
+def test_pairs_to_device_gives_the_same_batches(splits: tuple[TrifeatureImages, TrifeatureImages]) -> None:
+    data = sample_pairs(splits[0], 50, Roles(), synergy_mapping(0), biased=False, seed=1)
+    moved = data.to("meta")  # a device of its own: every tensor of the batch path must move
+    assert moved.images.device.type == moved.pairs.device.type == moved.labels.device.type == "meta"
+    assert data.images.device.type == "cpu"  # the original is untouched
+    same = data.to("cpu")
+    assert same.images.data_ptr() == data.images.data_ptr()  # already there: no copy
+    index = torch.tensor([3, 0, 49])
+    a, b = data.get_batch(index), same.get_batch(index)
+    assert all(torch.equal(u, v) for u, v in zip(a.inputs, b.inputs, strict=True))
+    assert a.labels is not None and b.labels is not None and torch.equal(a.labels, b.labels)

@@ -78,6 +78,8 @@ class TrainerConfig:
         output: run folder (config, logs, checkpoints).
         log_every_n_steps: logging interval.
         checkpoint_every_n_steps: also checkpoint every N steps (0 = only at epoch ends).
+        keep_epoch_checkpoints: keep one checkpoint per epoch (``epoch=…ckpt``) beside ``last.ckpt``; False
+            keeps ``last.ckpt`` alone (long runs of large models: 100 epochs would keep 100 files).
         resume: continue from ``output/checkpoints/last.ckpt`` when it exists.
         progress_bar: show a progress bar.
     """
@@ -93,6 +95,7 @@ class TrainerConfig:
     output: str = "runs/fit"
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 0
+    keep_epoch_checkpoints: bool = True
     resume: bool = True
     progress_bar: bool = True
 

@@ -132,6 +132,18 @@ class FitResult:
     last_checkpoint: Path | None
 
 
+def on_device(dataset: MultimodalDataset, device: torch.device) -> MultimodalDataset:
+    """``dataset`` resident on an accelerator when it supports ``.to(device)`` (else unchanged).
+
+    Batches are then gathered on the device: no host-to-device copy of every batch. Data sets that are
+    too large for the accelerator should not implement ``to``.
+    """
+    move = getattr(dataset, "to", None)
+    if device.type == "cpu" or move is None:
+        return dataset
+    return move(device)  # type: ignore[no-any-return]
+
+
 def fit(cfg: RunConfig, dataset: MultimodalDataset | None = None) -> FitResult:
     """Train ``cfg.method`` on ``cfg.data`` (or on ``dataset`` when given).
 
@@ -148,25 +160,24 @@ def fit(cfg: RunConfig, dataset: MultimodalDataset | None = None) -> FitResult:
         dataset = build_dataset(cfg.data.name, cfg.data.root, cfg.trainer.seed, cfg.data.options)
     train_set, val_set = split_dataset(dataset, cfg.data.val_fraction, cfg.trainer.seed)
     method = make_method(cfg, list(dataset.modality_specs), task_info(dataset))
-    train_loader = BatchLoader(
-        train_set, cfg.data.batch_size, shuffle=True, drop_last=True, seed=cfg.trainer.seed
-    )
-    val_loader = (
-        None
-        if val_set is None
-        else BatchLoader(val_set, min(cfg.data.batch_size, len(val_set)), shuffle=False)
-    )
     ckpt_dir = out / "checkpoints"
     callbacks: list[Any] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
             save_last=True,
-            save_top_k=-1 if cfg.trainer.checkpoint_every_n_steps == 0 else 1,
+            save_top_k=(
+                0
+                if not cfg.trainer.keep_epoch_checkpoints
+                else -1
+                if cfg.trainer.checkpoint_every_n_steps == 0
+                else 1
+            ),
             every_n_train_steps=cfg.trainer.checkpoint_every_n_steps or None,
         )
     ]
     if cfg.trainer.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(10, len(train_loader) // 10 or 1))))
+        steps_per_epoch = len(train_set) // cfg.data.batch_size
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(10, steps_per_epoch // 10 or 1))))
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs,
         max_steps=cfg.trainer.max_steps,
@@ -188,6 +199,15 @@ def fit(cfg: RunConfig, dataset: MultimodalDataset | None = None) -> FitResult:
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         deterministic=False,
+    )
+    device = trainer.strategy.root_device
+    train_loader = BatchLoader(
+        on_device(train_set, device), cfg.data.batch_size, shuffle=True, drop_last=True, seed=cfg.trainer.seed
+    )
+    val_loader = (
+        None
+        if val_set is None
+        else BatchLoader(on_device(val_set, device), min(cfg.data.batch_size, len(val_set)), shuffle=False)
     )
     last = ckpt_dir / "last.ckpt"
     resume = last if cfg.trainer.resume and last.is_file() else None

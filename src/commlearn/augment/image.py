@@ -327,7 +327,9 @@ class ImageAugment(nn.Module):
         if channels not in (1, 3) and (self.p_jitter > 0 or self.p_gray > 0):
             raise ValueError(f"colour jitter and grayscale need 1 or 3 channels, got {channels}")
         _check_generator(generator, x.device)
-        with torch.no_grad():  # the steps below work in place on a buffer this call owns
+        # Pixel arithmetic stays float32 under mixed precision (autocast would turn the resampling bmm into
+        # bf16/fp16 and clash with the in-place buffers); the steps below work in place on a buffer this call owns.
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             owned = x.dtype == torch.uint8
             buf = x.to(torch.float32).div_(255.0) if owned else x
             buf = self._crop_flip_(buf, owned, generator)

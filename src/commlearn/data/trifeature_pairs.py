@@ -16,6 +16,7 @@ can still be paired).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,8 @@ def pair_labels(attributes: Tensor, pairs: Tensor, roles: Roles, mapping: np.nda
 
 
 class TrifeaturePairs:
-    """Pairs of Trifeature images as a batch-indexed bimodal data set (``MultimodalDataset``).
+    """Pairs of Trifeature images as a batch-indexed bimodal data set (``MultimodalDataset``, and
+    ``SharedSourceDataset``: probe features encode each image once, see :meth:`modality_sources`).
 
     Args:
         images: the rendered split; its image tensor is shared, not copied.
@@ -187,12 +189,26 @@ class TrifeaturePairs:
     def __len__(self) -> int:
         return int(self.pairs.shape[0])
 
+    def to(self, device: torch.device | str) -> TrifeaturePairs:
+        """A view of the same pairs whose images, pairs and labels live on ``device`` (one copy of each)."""
+        moved = copy.copy(self)
+        moved.images = self.images.to(device)
+        moved.pairs = self.pairs.to(device)
+        moved.labels = self.labels.to(device)
+        return moved
+
     def get_batch(self, index: Tensor) -> MultimodalBatch:
         """Pairs ``index`` (B,) int64: inputs [x1, x2], each (B, 3, H, W) uint8; labels (B, 4) int64."""
         pairs = self.pairs[index]
         return MultimodalBatch(
             inputs=[self.images[pairs[:, 0]], self.images[pairs[:, 1]]], labels=self.labels[index]
         )
+
+    def modality_sources(self) -> list[tuple[Tensor, Tensor]]:
+        """``[(images, pairs[:, 0]), (images, pairs[:, 1])]``: both modalities gather rows of the split's
+        images (N, 3, H, W) uint8 (shared, not copied, so it may hold images no pair uses) with (P,) int64
+        indices (the :class:`~commlearn.data.base.SharedSourceDataset` protocol)."""
+        return [(self.images, self.pairs[:, 0]), (self.images, self.pairs[:, 1])]
 
 
 # ------------------------------------------------------------------------------------------- sampling

@@ -115,7 +115,7 @@ PRESETS = _presets()
 
 
 def _run_config(
-    preset: Preset, method: str, output: Path, seed: int, epochs: int, accelerator: str
+    preset: Preset, method: str, output: Path, seed: int, epochs: int, accelerator: str, precision: str
 ) -> RunConfig:
     return RunConfig(
         data=DataConfig(name="trifeature", batch_size=preset.batch_size),
@@ -134,7 +134,9 @@ def _run_config(
             output=str(output),
             accelerator=accelerator,
             devices=1,
+            precision=precision,
             log_every_n_steps=20,
+            keep_epoch_checkpoints=False,  # last.ckpt (resume, probing) is all the experiment reads
         ),
     )
 
@@ -156,6 +158,7 @@ def pretrain_and_probe(
     seed: int,
     epochs: int,
     accelerator: str = "auto",
+    precision: str = "32-true",
 ) -> dict[str, float]:
     """Pre-train ``method`` on ``pretrain`` pairs, then probe ``tasks`` (a subset of R, U1, U2, S).
 
@@ -164,10 +167,12 @@ def pretrain_and_probe(
     """
     from commlearn.train import fit
 
-    cfg = _run_config(preset, method, output, seed, epochs, accelerator)
+    cfg = _run_config(preset, method, output, seed, epochs, accelerator, precision)
     result = fit(cfg, dataset=pretrain)
     train_x, train_y = _features(result.method, probe_train)
     test_x, test_y = _features(result.method, probe_test)
+    device = next(result.method.parameters()).device  # probe where the model trained (a GPU solve is faster)
+    train_x, test_x = train_x.to(device), test_x.to(device)
     cols = [TASKS.index(t) for t in tasks]
     scores = probe_tasks(
         train_x, train_y[:, cols], test_x, test_y[:, cols], list(tasks), "multiclass", seed=seed
@@ -184,6 +189,7 @@ def run_experiment(
     output: str | Path = "runs/trifeature",
     data_dir: str | Path | None = None,
     accelerator: str = "auto",
+    precision: str = "32-true",
 ) -> dict[str, dict[str, float]]:
     """Run the whole experiment and write ``results.json``, ``rus.png`` and ``table.md`` into ``output``.
 
@@ -211,28 +217,28 @@ def run_experiment(
     print(
         f"[trifeature] data ready in {time.perf_counter() - t0:.1f} s: {len(data.pretrain_unbiased)} pairs per run"
     )
-    results, timings = _previous_results(out, p, n_epochs, seed, data.roles)
+    results, timings = _previous_results(out, p, n_epochs, seed, data.roles, precision)
     for name in methods:
         t1 = time.perf_counter()
         unbiased = pretrain_and_probe(
             name, data.pretrain_unbiased, data.probe_train, data.probe_test, ("R", "U1", "U2"), p,
-            out / name / "unbiased", seed, n_epochs, accelerator,
+            out / name / "unbiased", seed, n_epochs, accelerator, precision,
         )  # fmt: skip
         biased = pretrain_and_probe(
             name, data.pretrain_biased, data.probe_train, data.probe_test, ("S",), p,
-            out / name / "biased", seed, n_epochs, accelerator,
+            out / name / "biased", seed, n_epochs, accelerator, precision,
         )  # fmt: skip
         results[name] = {**unbiased, **biased}
         timings[name] = round(time.perf_counter() - t1, 1)
         print(f"[trifeature] {name}: {results[name]} ({timings[name]:.0f} s)")
-        _write_outputs(out, results, timings, p, n_epochs, seed, data.roles)
+        _write_outputs(out, results, timings, p, n_epochs, seed, data.roles, precision)
     print(format_table(results))
     print(f"[trifeature] total {time.perf_counter() - t0:.0f} s; results in {out}")
     return results
 
 
 def _previous_results(
-    out: Path, preset: Preset, epochs: int, seed: int, roles: Roles
+    out: Path, preset: Preset, epochs: int, seed: int, roles: Roles, precision: str
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Results of other methods already in ``out`` from a run with the same settings (kept, not recomputed)."""
     try:
@@ -240,13 +246,13 @@ def _previous_results(
         results = json.loads((out / "results.json").read_text())
     except (OSError, ValueError):
         return {}, {}
-    if meta.get("settings") != _settings(preset, epochs, seed, roles):
+    if meta.get("settings") != _settings(preset, epochs, seed, roles, precision):
         return {}, {}
     return results, dict(meta.get("seconds_per_method", {}))
 
 
-def _settings(preset: Preset, epochs: int, seed: int, roles: Roles) -> dict[str, Any]:
-    return {
+def _settings(preset: Preset, epochs: int, seed: int, roles: Roles, precision: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {
         "epochs": epochs,
         "seed": seed,
         "roles": {"share": roles.share, "unique": roles.unique, "synergy": list(roles.synergy)},
@@ -254,6 +260,9 @@ def _settings(preset: Preset, epochs: int, seed: int, roles: Roles) -> dict[str,
         "batch_size": preset.batch_size,
         "n_train_pairs": preset.n_train_pairs,
     }
+    if precision != "32-true":  # the default is left out, so earlier full-precision runs still merge
+        settings["precision"] = precision
+    return settings
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -278,9 +287,10 @@ def _write_outputs(
     epochs: int,
     seed: int,
     roles: Roles,
+    precision: str,
 ) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    meta = {"settings": _settings(preset, epochs, seed, roles), "seconds_per_method": timings}
+    meta = {"settings": _settings(preset, epochs, seed, roles, precision), "seconds_per_method": timings}
     (out / "run.json").write_text(json.dumps(meta, indent=2))
     (out / "table.md").write_text(format_table(results) + "\n")
     plot_rus(results, out / "rus.png")
@@ -325,6 +335,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default="runs/trifeature", help="results folder")
     p.add_argument("--data-dir", help="image cache folder (default: $COMMLEARN_CACHE or ~/.cache/commlearn)")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    p.add_argument(
+        "--precision", default="32-true", help="32-true, bf16-mixed or 16-mixed (mixed precision: GPUs)"
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -342,5 +355,6 @@ def run_from_args(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     if args.preset not in PRESETS:
         raise ValueError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
     return run_experiment(
-        args.preset, methods, args.epochs, args.seed, roles, args.output, args.data_dir, args.accelerator
-    )
+        args.preset, methods, args.epochs, args.seed, roles, args.output, args.data_dir, args.accelerator,
+        args.precision,
+    )  # fmt: skip
