@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from commlearn.data.base import MultimodalBatch, MultimodalDataset
 from commlearn.data.loader import BatchLoader
+from commlearn.train import keep_freed_memory
 from common import BenchResult, Metric, check_positive, peak_rss_mb, rss_mb, run_worker
 from presets import get_preset, synthetic_images
 
@@ -162,6 +163,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         )
     if args.get("threads"):
         torch.set_num_threads(int(args["threads"]))
+    keep_freed_memory()  # as commlearn.train.fit does: the loop measured is the loop users run
     torch.manual_seed(0)
     preset = get_preset(args["preset"])
     dataset = _TimedDataset(_dataset(args))

@@ -557,3 +557,14 @@ def test_image_augment_stays_float32_under_autocast() -> None:
         mixed = aug(x, generator=_gen(3))
     assert mixed.dtype == torch.float32
     assert torch.equal(mixed, plain)
+
+
+def test_image_sync_free_path_gives_the_same_images() -> None:
+    """The CUDA path (whole-batch steps + per-sample select, no host synchronisation) equals the subset path."""
+    x = _images(16, h=40, w=40, seed=4)
+    subset, whole = ImageAugment(size=32, p_gray=0.5), ImageAugment(size=32, p_gray=0.5)
+    subset.sync_free, whole.sync_free = False, True
+    a, b = subset(x, generator=_gen(5)), whole(x, generator=_gen(5))
+    assert a.shape == b.shape == (16, 3, 32, 32)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, subset(x, generator=_gen(6)))  # the draws do matter

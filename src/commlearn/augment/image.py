@@ -246,6 +246,12 @@ class ImageAugment(nn.Module):
     per_sample: bool = True
     """Every sample draws its own parameters, so two views can be computed in one call on a 2B batch."""
 
+    sync_free: bool | None = None
+    """How samples that skip a step are handled. False: the step runs on the chosen samples only (least work;
+    finding them is a host synchronisation). True: it runs on the whole batch and a per-sample select keeps the
+    skipped samples unchanged (no synchronisation: the host keeps queueing GPU work). None (default): True on
+    CUDA tensors, False elsewhere. Both give the same images for the same random draws."""
+
     def __init__(
         self,
         size: int | tuple[int, int] | None = None,
@@ -299,6 +305,9 @@ class ImageAugment(nn.Module):
             f"blur_kernel={self.blur_kernel}"
         )
 
+    def _sync_free(self, x: Tensor) -> bool:
+        return x.is_cuda if self.sync_free is None else self.sync_free
+
     def kernel_size(self, height: int, width: int) -> int:
         """Number of blur taps used for an output of ``height`` × ``width`` pixels."""
         if self.blur_kernel is not None:
@@ -336,9 +345,13 @@ class ImageAugment(nn.Module):
             if self.p_jitter > 0:
                 self._jitter_(buf, generator)
             if self.p_gray > 0 and channels == 3:
-                chosen = (_uniform(buf.shape[0], buf.device, generator) < self.p_gray).nonzero().squeeze(1)
-                if chosen.numel() > 0:
-                    buf[chosen] = _gray(buf[chosen])
+                gray = _uniform(buf.shape[0], buf.device, generator) < self.p_gray
+                if self._sync_free(buf):
+                    buf = torch.where(gray.view(-1, 1, 1, 1), _gray(buf), buf)
+                else:
+                    chosen = gray.nonzero().squeeze(1)
+                    if chosen.numel() > 0:
+                        buf[chosen] = _gray(buf[chosen])
             if self.p_blur > 0:
                 self._blur_(buf, generator)
         return buf
@@ -452,8 +465,12 @@ class ImageAugment(nn.Module):
         f = factors.gather(1, torch.where(ops < 0, 3, ops))
         params = torch.stack([1.0 - f, (ops == _CONTRAST).float(), (ops == _SATURATION).float()])
         params = params.to(x.dtype).transpose(1, 2).contiguous()  # (3, 6, B): 1 - f, is_contrast, is_sat
-        keep = (~apply).nonzero().squeeze(1)
-        saved = x[keep] if keep.numel() > 0 else None
+        sync_free = self._sync_free(x)
+        if sync_free:
+            keep, saved = None, x.clone()
+        else:
+            keep = (~apply).nonzero().squeeze(1)
+            saved = x[keep] if keep.numel() > 0 else None
         work = torch.empty(4 if use_hue else 1, b, x.shape[2], x.shape[3], device=dev, dtype=x.dtype)
         gray = work[0].unsqueeze(1)
         for slot in range(3):
@@ -462,7 +479,11 @@ class ImageAugment(nn.Module):
             _hue_shift_(x, shift.to(x.dtype), work)
             for slot in range(3, 6):
                 self._blend_(x, params[0, slot], params[1, slot], params[2, slot], gray)
-        if saved is not None:
+        if sync_free:
+            assert saved is not None
+            x.copy_(torch.where(apply.view(-1, 1, 1, 1), x, saved))
+        elif saved is not None:
+            assert keep is not None
             x.index_copy_(0, keep, saved)
 
     @staticmethod
@@ -493,10 +514,15 @@ class ImageAugment(nn.Module):
         chosen = _uniform(b, dev, generator) < self.p_blur
         lo, hi = self.blur_sigma
         sigma = lo + (hi - lo) * _uniform(b, dev, generator)
+        kernel = self.kernel_size(h, w)
+        if self._sync_free(x):
+            mh = _blur_matrix(sigma, kernel, h).to(x.dtype)
+            mw = _blur_matrix(sigma, kernel, w).to(x.dtype)
+            x.copy_(torch.where(chosen.view(-1, 1, 1, 1), _separable(x, mh, mw), x))
+            return
         index = chosen.nonzero().squeeze(1)
         if index.numel() == 0:
             return
-        kernel = self.kernel_size(h, w)
         sel = sigma[index]
         mh = _blur_matrix(sel, kernel, h).to(x.dtype)
         mw = _blur_matrix(sel, kernel, w).to(x.dtype)
