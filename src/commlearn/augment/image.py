@@ -466,8 +466,10 @@ class ImageAugment(nn.Module):
         params = torch.stack([1.0 - f, (ops == _CONTRAST).float(), (ops == _SATURATION).float()])
         params = params.to(x.dtype).transpose(1, 2).contiguous()  # (3, 6, B): 1 - f, is_contrast, is_sat
         sync_free = self._sync_free(x)
+        keep: Tensor | None = None
+        saved: Tensor | None
         if sync_free:
-            keep, saved = None, x.clone()
+            saved = x.clone()
         else:
             keep = (~apply).nonzero().squeeze(1)
             saved = x[keep] if keep.numel() > 0 else None
