@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from commlearn.data.base import MultimodalBatch, MultimodalDataset, SharedSourceDataset
 from commlearn.losses.comm import LossOutput
+from commlearn.nn.fusion import MMFusion, TokenSeq
 
 
 def concat_views(
@@ -238,3 +239,25 @@ class BaseMethod(L.LightningModule):
             feats.append(self.embed_joint(batch_parts).float().cpu())
         labels = dataset.labels
         return torch.cat(feats), (None if labels is None else labels.to("cpu", copy=True))
+
+
+class FusionMethod(BaseMethod):
+    """Base of the methods built on one :class:`~commlearn.nn.fusion.MMFusion` ``model`` (CoMM, Supervised):
+    their probe features are the fused embedding Z (B, D) of the clean inputs, computable in two stages
+    (each modality's tokens, then the fusion). Subclasses set ``self.model``."""
+
+    model: MMFusion
+
+    def embed(self, batch: MultimodalBatch) -> Tensor:
+        return self.model(batch.inputs, batch.padding)
+
+    def part_modalities(self, n_modalities: int) -> list[int] | None:
+        return list(range(n_modalities)) if n_modalities == self.model.n_modalities else None
+
+    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> TokenSeq:
+        """Modality ``i``'s tokens (:meth:`MMFusion.tokenize_one`)."""
+        return self.model.tokenize_one(i, x, padding)
+
+    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
+        """The fused Z (B, D) of every modality's tokens."""
+        return self.model.fuse(parts)

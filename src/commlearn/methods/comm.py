@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from commlearn.data.base import MultimodalBatch
 from commlearn.losses.comm import CoMMLoss, LossOutput
-from commlearn.methods.base import BaseMethod, concat_views
-from commlearn.nn.fusion import MMFusion, TokenSeq
+from commlearn.methods.base import FusionMethod, concat_views
+from commlearn.nn.fusion import MMFusion
 
 
-class CoMM(BaseMethod):
+class CoMM(FusionMethod):
     """CoMM: align the fused embedding of two augmented views, and each single-modality embedding with them.
 
     One step: ``t', t''`` → views; both views go through the encoders in one batched pass (2B); the fusion
@@ -58,17 +57,3 @@ class CoMM(BaseMethod):
             z1.append(h1)
             z2.append(h2)
         return self.loss_fn.compute(z1, z2)
-
-    def embed(self, batch: MultimodalBatch) -> Tensor:
-        return self.model(batch.inputs, batch.padding)
-
-    def part_modalities(self, n_modalities: int) -> list[int] | None:
-        return list(range(n_modalities)) if n_modalities == self.model.n_modalities else None
-
-    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> TokenSeq:
-        """Modality ``i``'s tokens (:meth:`MMFusion.tokenize_one`)."""
-        return self.model.tokenize_one(i, x, padding)
-
-    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
-        """The fused Z (B, D) of every modality's tokens."""
-        return self.model.fuse(parts)

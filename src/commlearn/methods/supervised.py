@@ -6,7 +6,6 @@ fine-tuned CoMM rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from torch import Tensor, nn
 
 from commlearn.data.base import MultimodalBatch, TaskType
 from commlearn.losses.comm import LossOutput
-from commlearn.methods.base import BaseMethod
-from commlearn.nn.fusion import MMFusion, TokenSeq
+from commlearn.methods.base import FusionMethod
+from commlearn.nn.fusion import MMFusion
 
 TASK_TYPES: tuple[str, ...] = ("multiclass", "multilabel", "regression")
 
@@ -88,7 +87,7 @@ def load_encoder_weights(model: nn.Module, path: str | Path, prefix: str = "mode
     model.load_state_dict(found)
 
 
-class Supervised(BaseMethod):
+class Supervised(FusionMethod):
     """The fusion encoder + a linear head trained end to end on one task.
 
     Loss: cross-entropy on column ``label_column`` (multiclass), binary cross-entropy with logits on every
@@ -168,17 +167,3 @@ class Supervised(BaseMethod):
     def predict(self, batch: MultimodalBatch) -> Tensor:
         """Task outputs (B, n_outputs) of a clean batch: logits (classification) or predicted values."""
         return self.head(self.model(batch.inputs, batch.padding))  # type: ignore[no-any-return]
-
-    def embed(self, batch: MultimodalBatch) -> Tensor:
-        return self.model(batch.inputs, batch.padding)
-
-    def part_modalities(self, n_modalities: int) -> list[int] | None:
-        return list(range(n_modalities)) if n_modalities == self.model.n_modalities else None
-
-    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> TokenSeq:
-        """Modality ``i``'s tokens (:meth:`MMFusion.tokenize_one`)."""
-        return self.model.tokenize_one(i, x, padding)
-
-    def embed_joint(self, parts: Sequence[Any]) -> Tensor:
-        """The fused Z (B, D) of every modality's tokens."""
-        return self.model.fuse(parts)
