@@ -21,6 +21,7 @@ import resource
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -43,11 +44,19 @@ PUBLIC_PAPER = {
 }
 
 
-class _TimedDataset:
-    """Forwards a :class:`MultimodalDataset` and records when each ``get_batch`` started and how long it took."""
+def _no_sync() -> None:
+    """CPU work is done when the call returns: nothing to wait for."""
 
-    def __init__(self, inner: MultimodalDataset) -> None:
+
+class _TimedDataset:
+    """Forwards a :class:`MultimodalDataset` and records when each ``get_batch`` started and how long it took.
+
+    ``sync`` waits for queued device work (``torch.cuda.synchronize`` on a GPU) before each time stamp.
+    """
+
+    def __init__(self, inner: MultimodalDataset, sync: Callable[[], None] = _no_sync) -> None:
         self.inner = inner
+        self.sync = sync
         self.modality_specs = inner.modality_specs
         self.task_names = inner.task_names
         self.task_type = inner.task_type
@@ -57,16 +66,22 @@ class _TimedDataset:
         return len(self.inner)
 
     def get_batch(self, index: Tensor) -> MultimodalBatch:
+        self.sync()
         start = time.perf_counter()
         batch = self.inner.get_batch(index)
+        self.sync()
         self.calls.append((start, time.perf_counter() - start))
         return batch
 
 
 class _StepTimer(L.Callback):
-    """Time stamps and resource usage at the end of every training batch; augmentation intervals via hooks."""
+    """Time stamps and resource usage at the end of every training batch; augmentation intervals via hooks.
 
-    def __init__(self) -> None:
+    ``sync`` waits for queued device work before each time stamp (as in :class:`_TimedDataset`).
+    """
+
+    def __init__(self, sync: Callable[[], None] = _no_sync) -> None:
+        self.sync = sync
         self.ends: list[float] = []
         self.usage: list[resource.struct_rusage] = []
         self.augment_calls: list[tuple[float, float]] = []
@@ -76,15 +91,18 @@ class _StepTimer(L.Callback):
         """Time every forward of ``module`` (the method's augmentation)."""
 
         def pre(*_: Any) -> None:
+            self.sync()
             self._aug_start = time.perf_counter()
 
         def post(*_: Any) -> None:
+            self.sync()
             self.augment_calls.append((self._aug_start, time.perf_counter() - self._aug_start))
 
         module.register_forward_pre_hook(pre)
         module.register_forward_hook(post)
 
     def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        self.sync()
         self.ends.append(time.perf_counter())
         self.usage.append(resource.getrusage(resource.RUSAGE_SELF))
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from bench_fusion import _model, _separate
+from bench_train import _count_flops, _StepTimer, _TimedDataset, _within
 from commlearn.data.loader import BatchLoader
 from commlearn.data.trifeature_pairs import build_trifeature
 from commlearn.eval import probe_tasks
@@ -77,38 +77,6 @@ def peaks(quick: bool) -> dict[str, float]:
     return out
 
 
-class _Timer(L.Callback):
-    """Synchronised time stamps at each training-batch end; ``get_batch`` and augmentation intervals."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = []
-
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
-        torch.cuda.synchronize()
-        self.ends.append(time.perf_counter())
-
-
-class _TimedData:
-    def __init__(self, inner: Any, log: list[float]) -> None:
-        self.inner, self.log = inner, log
-        self.modality_specs, self.task_names, self.task_type = (
-            inner.modality_specs,
-            inner.task_names,
-            inner.task_type,
-        )
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def get_batch(self, index: torch.Tensor) -> Any:
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        b = self.inner.get_batch(index)
-        torch.cuda.synchronize()
-        self.log.append(time.perf_counter() - t)
-        return b
-
-
 def step(precision: str, batch: int, warmup: int, steps: int, pairs: Any) -> dict[str, Any]:
     """The paper-preset CoMM step in ``Trainer.fit`` at ``precision`` (data resident on the GPU)."""
     torch.manual_seed(0)
@@ -116,28 +84,13 @@ def step(precision: str, batch: int, warmup: int, steps: int, pairs: Any) -> dic
     method = preset.build(2)
     probe = pairs.get_batch(torch.arange(batch)).to(DEV)
     method.to(DEV)
-    with FlopCounterMode(display=False) as fc:
-        method.compute_loss(probe).loss.backward()
-    method.zero_grad(set_to_none=True)
+    gflop = _count_flops(method, probe)[0] / 1e9
     method.cpu()
-    gflop = fc.get_total_flops() / 1e9
-    load_log: list[float] = []
-    aug_log: list[float] = []
     assert method.augment is not None
-    aug_start: list[float] = [0.0]
-
-    def pre(*_: Any) -> None:
-        torch.cuda.synchronize()
-        aug_start[0] = time.perf_counter()
-
-    def post(*_: Any) -> None:
-        torch.cuda.synchronize()
-        aug_log.append(time.perf_counter() - aug_start[0])
-
-    method.augment.register_forward_pre_hook(pre)
-    method.augment.register_forward_hook(post)
-    timer = _Timer()
-    loader = BatchLoader(_TimedData(on_device(pairs, DEV), load_log), batch, seed=0)
+    timer = _StepTimer(sync=torch.cuda.synchronize)
+    timer.attach(method.augment)
+    data = _TimedDataset(on_device(pairs, DEV), sync=torch.cuda.synchronize)
+    loader = BatchLoader(data, batch, seed=0)
     torch.cuda.reset_peak_memory_stats()
     trainer = L.Trainer(
         max_steps=warmup + steps, accelerator="gpu", devices=1, precision=precision,  # type: ignore[arg-type]
@@ -145,9 +98,10 @@ def step(precision: str, batch: int, warmup: int, steps: int, pairs: Any) -> dic
         use_distributed_sampler=False, num_sanity_val_steps=0, log_every_n_steps=20, callbacks=[timer],
     )  # fmt: skip
     trainer.fit(method, loader)
-    cycles = [b - a for a, b in zip(timer.ends[warmup - 1 : -1], timer.ends[warmup:], strict=True)]
-    n = len(cycles)
-    load, aug = load_log[-n:], aug_log[-n:]
+    ends = timer.ends[warmup - 1 :]
+    cycles = [hi - lo for lo, hi in zip(ends[:-1], ends[1:], strict=True)]
+    load = [_within(data.calls, lo, hi) for lo, hi in zip(ends[:-1], ends[1:], strict=True)]
+    aug = [_within(timer.augment_calls, lo, hi) for lo, hi in zip(ends[:-1], ends[1:], strict=True)]
     step_s = statistics.median(cycles)
     return {
         "precision": precision,
