@@ -568,3 +568,15 @@ def test_image_sync_free_path_gives_the_same_images() -> None:
     assert a.shape == b.shape == (16, 3, 32, 32)
     assert torch.allclose(a, b, atol=1e-5)
     assert not torch.allclose(a, subset(x, generator=_gen(6)))  # the draws do matter
+
+
+def test_image_jitter_in_cache_sized_parts_gives_the_same_images() -> None:
+    """On CPU the colour jitter runs on parts of the batch; the random draws and the images do not change."""
+    x = _images(10, h=24, w=24, seed=7)
+    whole, parts = ImageAugment(p_gray=0.0, p_blur=0.0), ImageAugment(p_gray=0.0, p_blur=0.0)
+    whole.cpu_chunk_bytes = 2**40
+    parts.cpu_chunk_bytes = 3 * 3 * 24 * 24 * 4  # 3 float images per part: parts of 3, 3, 3, 1
+    assert parts._chunk_size(x.float()) == 3 and whole._chunk_size(x.float()) == 10
+    a, b = whole(x, generator=_gen(8)), parts(x, generator=_gen(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, parts(x, generator=_gen(9)))

