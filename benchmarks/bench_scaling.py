@@ -3,8 +3,8 @@
 Each point is a fresh worker process running the real loop (Lightning ``Trainer.fit`` + ``BatchLoader``) on
 random uint8 images of the chosen preset (timing does not depend on the pixels); it reports the step time and
 the step's memory: peak RSS minus the RSS before the first step (model, data and libraries excluded).
-Linearity is judged by a least-squares line through the points (for time: each point's fastest step, the one
-least disturbed by other processes): the largest relative residual.
+Linearity is judged by the largest relative residual of the line that minimises the relative residuals
+(``common.linear_fit``); for time, through each point's fastest step, the one least disturbed by other processes.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def bench_scaling(
     xs = [float(p["x"]) for p in points]
     time_fit = linear_fit(xs, [p["step_s_min"] for p in points])  # the least-disturbed step of each point
     mem_fit = linear_fit(xs, [p["step_peak_mb"] for p in points])
-    note = f"largest relative residual of a line through {len(points)} points"
+    note = f"largest relative residual of the relative least-squares line through {len(points)} points"
     res.metrics["time_linearity_residual"] = Metric(
         "fraction", [time_fit["max_rel_residual"]], target="<= 0.15", judged=judged, note=note
     )

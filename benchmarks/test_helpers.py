@@ -41,6 +41,19 @@ def test_linear_fit_recovers_a_line_and_flags_curvature() -> None:
     assert linear_fit([1, 2, 3, 4], [1, 4, 9, 16])["max_rel_residual"] > 0.1
 
 
+def test_linear_fit_judges_every_point_relative_to_its_size() -> None:
+    batch = [32, 64, 128, 256, 512]
+    # step times measured at the cpu preset (fastest step per point): 4.8-6.1 ms per sample, no curvature,
+    # but an unweighted line misses the batch-32 point by 21 %
+    measured = [0.18748, 0.39030, 0.64874, 1.37578, 2.43854]
+    fit = linear_fit(batch, measured)
+    assert fit["max_rel_residual"] < 0.10 < 0.2 < fit["max_rel_residual_unweighted"]
+    # a real B² term that doubles the largest step is still flagged
+    assert linear_fit(batch, [b / 100 + (b / 512) ** 2 * 5.12 for b in batch])["max_rel_residual"] > 0.15
+    with pytest.raises(ValueError, match="positive y"):
+        linear_fit([1, 2], [0.0, 1.0])
+
+
 def test_linear_fit_rejects_unpaired_points() -> None:
     with pytest.raises(ValueError, match="needs ≥ 2 paired points, got 3 x and 2 y"):
         linear_fit([1, 2, 3], [1, 2])
