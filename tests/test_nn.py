@@ -7,6 +7,7 @@ import torch
 
 from commlearn.data.base import ModalitySpec
 from commlearn.nn import (
+    AlexNetEncoder,
     ConvEncoder,
     FeatureTokenizer,
     FusionTransformer,
@@ -129,6 +130,46 @@ def test_small_blocks_shapes() -> None:
     pad = torch.tensor([[True, False], [False, False]])
     seq = torch.tensor([[[9.0], [1.0]], [[1.0], [3.0]]])
     assert pool_features(seq, pad).squeeze(1).tolist() == [1.0, 2.0]
+
+
+def test_alexnet_cpu_layout_mix_is_the_same_network() -> None:
+    """On CPU the trunk switches activation layouts per layer for speed; values and gradients do not change."""
+    torch.manual_seed(0)
+    enc = AlexNetEncoder()
+    x = torch.rand(3, 3, 80, 80)
+    fast = enc(x)
+    fast.square().sum().backward()
+    fast_grads = [p.grad.clone() for p in enc.parameters()]  # type: ignore[union-attr]
+    enc.zero_grad()
+    plain = enc.net(x)  # every layer on NCHW activations, as on other devices
+    plain.square().sum().backward()
+    assert fast.shape == plain.shape == (3, 256, 6, 6)
+    assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-4)
+    for a, p in zip(fast_grads, enc.parameters(), strict=True):
+        assert torch.allclose(a, p.grad, atol=1e-5, rtol=1e-3)  # type: ignore[arg-type]
+    assert all(p.is_contiguous() for p in enc.parameters())  # checkpoints keep the plain layout
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv3x3_weight_gradient_by_matrix_product(bias: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU 3×3 convolution with the im2col weight gradient gives nn.Conv2d's output and all its gradients,
+    also when the im2col copy is made in blocks of images."""
+    from commlearn.nn import encoders
+
+    monkeypatch.setattr(encoders, "_WGRAD_CHUNK_BYTES", 2 * 5 * 7 * 9 * 4 * 4)  # 2 of the 5 images per block
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=bias)
+    x = torch.randn(5, 4, 5, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    grads = []
+    for run in (conv, lambda t: encoders._conv3x3_cpu(conv, t)):
+        conv.zero_grad()
+        x.grad = None
+        out = run(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append([out.detach(), x.grad] + [p.grad for p in conv.parameters()])
+    assert len(grads[1]) == (4 if bias else 3)
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
