@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from commlearn.data.base import ModalitySpec
 from commlearn.nn import (
@@ -170,6 +171,13 @@ def test_conv3x3_weight_gradient_by_matrix_product(bias: bool, monkeypatch: pyte
     assert len(grads[1]) == (4 if bias else 3)
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    # the benchmarks' FLOP counts (torch.utils.flop_counter) see the same work on both paths
+    counts = []
+    for run in (conv, lambda t: encoders._conv3x3_cpu(conv, t)):
+        with FlopCounterMode(display=False) as counter:
+            run(x).sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0
 
 
 @pytest.mark.parametrize(

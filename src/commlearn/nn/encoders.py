@@ -108,11 +108,13 @@ class _Conv3x3WeightGradGemm(torch.autograd.Function):
             padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (B, H+2, W+2, C_in), contiguous
             sb, sh, sw, sc = padded.stride()
             patches = padded.as_strided((b, h, w, 3, 3, c_in), (sb, sh, sw, sh, sw, sc))
-            grad_w = torch.zeros(c_out, 9 * c_in, dtype=x.dtype)
             step = max(1, _WGRAD_CHUNK_BYTES // (h * w * 9 * c_in * x.element_size()))
             for start in range(0, b, step):  # im2col in blocks of images: bounded extra memory
                 cols = patches[start : start + step].reshape(-1, 9 * c_in)  # (n·H·W, 9·C_in), a copy
-                grad_w.addmm_(rows[start * h * w : (start + step) * h * w].t(), cols)
+                block = rows[start * h * w : (start + step) * h * w].t()
+                # out-of-place products (not addmm_), so that torch.utils.flop_counter counts them
+                grad_w = block @ cols if grad_w is None else torch.addmm(grad_w, block, cols)
+            assert grad_w is not None
             grad_w = grad_w.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2)
         grad_b = rows.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
