@@ -81,7 +81,7 @@ class _Conv3x3WeightGradGemm(torch.autograd.Function):
     computes the weight gradient as one matrix product on an im2col copy of the input.
 
     oneDNN's weight gradient for these layers runs at ~0.7 of the machine's matmul peak (AlexNet's 13×13 maps,
-    128 images, 2 AVX2 cores), the matrix product at ~0.9; with the copy, the three 3×3 layers of a trunk
+    128 images, 2 AVX2 cores), the matrix product at 0.8–1.0; with the copy, the three 3×3 layers of a trunk
     take ~0.1 s less per forward + backward of 128 images. The forward and the input gradient stay oneDNN's.
     """
 
