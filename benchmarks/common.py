@@ -232,6 +232,46 @@ def _git_commit() -> str:
 _ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "COMMLEARN_CACHE")
 
 
+def machine_cpu_seconds() -> float | None:
+    """Non-idle CPU seconds of the whole machine since boot, all CPUs together (``/proc/stat``; steal time, the
+    hypervisor serving other guests, counts as busy); None where ``/proc/stat`` is not available."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (the benchmark workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def other_cpu_share(
+    start: tuple[float | None, float, float], end: tuple[float | None, float, float]
+) -> float | None:
+    """Share of all CPUs that other processes used between two ``(machine, own, wall)`` second readings.
+
+    0 on a machine left to the benchmarks; 0.5 on 2 cores means one core was busy elsewhere on average.
+    None where the machine's CPU time cannot be read.
+    """
+    (machine0, own0, wall0), (machine1, own1, wall1) = start, end
+    if machine0 is None or machine1 is None or wall1 <= wall0:
+        return None
+    other = (machine1 - machine0) - (own1 - own0)
+    return max(0.0, other) / ((wall1 - wall0) * (os.cpu_count() or 1))
+
+
+def cpu_reading() -> tuple[float | None, float, float]:
+    """``(machine CPU s, own CPU s, wall s)`` now, for :func:`other_cpu_share`."""
+    return machine_cpu_seconds(), own_cpu_seconds(), time.monotonic()
+
+
 def machine_info() -> dict[str, Any]:
     """The machine and software this run measures (recorded in results.json and RESULTS.md)."""
     import lightning

@@ -71,6 +71,22 @@ def _comparisons(results: list[BenchResult]) -> list[str]:
     return lines
 
 
+def _busy_line(meta: dict[str, Any]) -> str:
+    """How much of the machine other processes took during the run, and the load averages around it."""
+    m = meta["machine"]
+    loads = (
+        f"load average (1/5/15 min) at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}, "
+        f"at end {', '.join(f'{x:.2f}' for x in meta['load_average_at_end'])} (these include the suite itself)"
+    )
+    share = meta.get("other_cpu_share")
+    head = (
+        f"- Other processes used {100 * share:.1f} % of the CPUs during the run; {loads}"
+        if share is not None
+        else f"- {loads[0].upper()}{loads[1:]}"
+    )
+    return head + (" — **the machine was busy: timings are noisy**" if meta["busy"] else "")
+
+
 def write_markdown(path: Path, meta: dict[str, Any], results: list[BenchResult], plots: list[str]) -> None:
     """``RESULTS.md``: machine, command, targets, every metric (min/median/max over repeats), scaling."""
     m = meta["machine"]
@@ -83,9 +99,7 @@ def write_markdown(path: Path, meta: dict[str, Any], results: list[BenchResult],
         f"- Code: git {m['git']}; environment: "
         + (", ".join(f"{k}={v}" for k, v in m.get("env", {}).items()) or "no thread or OpenMP variables set"),
         f"- fp32 matmul peak used for FLOP efficiency: {meta['peak_gflops']:.0f} GFLOP/s (best of this run)",
-        f"- Load average (1/5/15 min) at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; "
-        f"at end {', '.join(f'{x:.2f}' for x in meta['load_average_at_end'])}"
-        + (" — **the machine was busy: timings are noisy**" if meta["busy"] else ""),
+        _busy_line(meta),
         "",
     ]
     if meta["mode"] == "quick":

@@ -25,7 +25,7 @@ from bench_probe import bench_probe, bench_probe_round
 from bench_render import bench_render
 from bench_scaling import bench_scaling, plot_scaling
 from bench_train import add_flop_efficiency, bench_train_step
-from common import BENCH_DIR, BenchResult, Metric, machine_info, matmul_gflops
+from common import BENCH_DIR, BenchResult, Metric, cpu_reading, machine_info, matmul_gflops, other_cpu_share
 from report import write_json, write_markdown
 
 GROUPS = ("render", "step", "fusion", "augment", "probe", "scaling")
@@ -158,6 +158,10 @@ def _benchmarks(plan: Plan, quick: bool, threads: int | None) -> dict[str, list[
     }
 
 
+BUSY_OTHER_SHARE = 0.05
+"""A run is flagged busy when other processes took more than this share of all CPUs during it."""
+
+
 def _run_one(name: str, thunk: Thunk) -> BenchResult:
     start = time.perf_counter()
     try:
@@ -206,6 +210,7 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    cpu_at_start = cpu_reading()
     meta: dict = {
         "command": " ".join(["python benchmarks/run.py", *argv]),
         "mode": "quick" if args.quick else "full",
@@ -231,10 +236,17 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
         if r.name.startswith("step_") and r.error is None:
             add_flop_efficiency(r, meta["peak_gflops"])
     meta["load_average_at_end"] = list(os.getloadavg())
-    cores = meta["machine"]["logical_cpus"] or 1
-    meta["busy"] = (
-        max(meta["machine"]["load_average_at_start"][0], meta["load_average_at_end"][0]) > 0.5 * cores + 0.5
-    )
+    # Load averages count this suite's own threads and lag by minutes (a run started right after other work
+    # reads busy); the CPU time other processes took during the run is the direct measure.
+    meta["other_cpu_share"] = other_cpu_share(cpu_at_start, cpu_reading())
+    if meta["other_cpu_share"] is not None:
+        meta["busy"] = meta["other_cpu_share"] > BUSY_OTHER_SHARE
+    else:
+        cores = meta["machine"]["logical_cpus"] or 1
+        meta["busy"] = (
+            max(meta["machine"]["load_average_at_start"][0], meta["load_average_at_end"][0])
+            > 0.5 * cores + 0.5
+        )
     meta["total_seconds"] = time.perf_counter() - start
     plots = []
     for r in results:

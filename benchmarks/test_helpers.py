@@ -8,6 +8,8 @@ helper is checked on small inputs, and the two cheap benchmarks run at toy sizes
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,20 @@ from bench_fusion import bench_fusion
 from bench_render import bench_render
 from bench_scaling import bench_scaling
 from bench_train import add_flop_efficiency
-from common import BenchResult, Metric, interleaved, linear_fit, ratios, repeat, run_worker
+from common import (
+    BenchResult,
+    Metric,
+    cpu_reading,
+    interleaved,
+    linear_fit,
+    other_cpu_share,
+    ratios,
+    repeat,
+    run_worker,
+)
 from presets import get_preset, synthetic_images
 from report import write_json, write_markdown
-from run import _parse
+from run import BUSY_OTHER_SHARE, _parse
 
 
 def test_metric_statistics_and_targets() -> None:
@@ -137,6 +149,7 @@ def test_reports_are_written(tmp_path: Path) -> None:
         "total_seconds": 3.0,
         "peak_gflops": 90.0,
         "load_average_at_end": [0.1, 0.2, 0.3],
+        "other_cpu_share": 0.02,
         "busy": False,
         "machine": {
             "cpu": "toy",
@@ -169,6 +182,29 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert "**Error:** ValueError: boom" in text
     assert "| 32 | 0.190 | 0.200 | 0.300 | 0.980 | 100.0 | 500.0 |" in text
     assert "![scaling_batch.png](scaling_batch.png)" in text
+    assert "- Other processes used 2.0 % of the CPUs during the run; load average" in text
+    assert "busy" not in text.split("## Targets")[0]
+
+
+def test_other_cpu_share_subtracts_the_suites_own_time() -> None:
+    cores = os.cpu_count() or 1
+    # 10 s of wall; the machine was busy 12 CPU-seconds, 10 of them the suite's own
+    assert other_cpu_share((100.0, 5.0, 0.0), (112.0, 15.0, 10.0)) == pytest.approx(2.0 / (10 * cores))
+    assert other_cpu_share((100.0, 5.0, 0.0), (114.9, 15.0, 10.0)) > BUSY_OTHER_SHARE / cores
+    assert other_cpu_share((100.0, 5.0, 0.0), (109.9, 15.0, 10.0)) == 0.0  # tick rounding is not negative
+    assert other_cpu_share((None, 5.0, 0.0), (None, 6.0, 1.0)) is None
+
+
+def test_machine_cpu_time_includes_this_process() -> None:
+    before = cpu_reading()
+    if before[0] is None:
+        pytest.skip("/proc/stat is not available")
+    spin_from = time.process_time()
+    while time.process_time() - spin_from < 0.3:
+        pass
+    after = cpu_reading()
+    assert after[0] is not None and after[0] - before[0] >= 0.2
+    assert after[1] - before[1] >= 0.25 and after[2] > before[2]
 
 
 def test_command_line_rejects_unknown_groups(capsys: pytest.CaptureFixture[str]) -> None:
