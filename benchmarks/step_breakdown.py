@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench_train import _count_flops
 from commlearn.train import keep_freed_memory
-from common import matmul_gflops
+from common import matmul_gflops, repeat
 from presets import get_preset, synthetic_images
 
 
@@ -32,16 +32,6 @@ def _flops(fn: Callable[[], object]) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
     return float(counter.get_total_flops())
-
-
-def _median_s(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -73,14 +63,15 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    flops = {"augmentation": _flops(augment), "encoders": _flops(encode)}
-    flops["step"] = _flops(lambda: method.compute_loss(batch).loss.backward())
-    optimizer.zero_grad(set_to_none=True)
+    flops = {"encoders": _flops(encode)}
+    method.zero_grad(set_to_none=True)
+    flops["step"], flops["augmentation"] = _count_flops(method, batch)
     flops["rest"] = flops["step"] - flops["augmentation"] - flops["encoders"]
     peak = max(matmul_gflops(2048)) * 1e9
-    times = {"augmentation": _median_s(augment, args.repeats), "encoders": _median_s(encode, args.repeats)}
+    times = {name: statistics.median(repeat(fn, args.repeats, budget_s=600.0)) for name, fn in
+             (("augmentation", augment), ("encoders", encode))}  # fmt: skip
     optimizer.zero_grad(set_to_none=True)
-    times["step"] = _median_s(step, args.repeats)
+    times["step"] = statistics.median(repeat(step, args.repeats, budget_s=600.0))
     times["rest"] = times["step"] - times["augmentation"] - times["encoders"]
     print(
         f"paper preset, batch {args.batch}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.0f} GFLOP/s"
