@@ -161,17 +161,17 @@ def fit(cfg: RunConfig, dataset: MultimodalDataset | None = None) -> FitResult:
     train_set, val_set = split_dataset(dataset, cfg.data.val_fraction, cfg.trainer.seed)
     method = make_method(cfg, list(dataset.modality_specs), task_info(dataset))
     ckpt_dir = out / "checkpoints"
+    if not cfg.trainer.keep_epoch_checkpoints:
+        kept = 0  # last.ckpt alone
+    elif cfg.trainer.checkpoint_every_n_steps == 0:
+        kept = -1  # one file per epoch
+    else:
+        kept = 1  # step checkpoints overwrite one file
     callbacks: list[Any] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
             save_last=True,
-            save_top_k=(
-                0
-                if not cfg.trainer.keep_epoch_checkpoints
-                else -1
-                if cfg.trainer.checkpoint_every_n_steps == 0
-                else 1
-            ),
+            save_top_k=kept,
             every_n_train_steps=cfg.trainer.checkpoint_every_n_steps or None,
         )
     ]
