@@ -13,6 +13,7 @@ import torch
 
 from commlearn.cli import main
 from commlearn.data.synthetic import make_synthetic
+from commlearn.eval import extract_features
 from commlearn.train import load_method
 
 
@@ -72,7 +73,7 @@ def test_fit_baseline_loss_decreases_and_reloads(
     _assert_decreases(run)
     reloaded, cfg = load_method(run / "checkpoints" / "last.ckpt")
     assert cfg.method.name == method
-    features, labels = reloaded.extract_features(make_synthetic(10, ("vector", "vector")))
+    features, labels = extract_features(reloaded, make_synthetic(10, ("vector", "vector")))
     assert features.shape == (10, width) and labels is not None
 
 
@@ -151,7 +152,7 @@ def test_finetune_from_comm_checkpoint(tmp_path: Path) -> None:
     assert _fit(tuned, "supervised", init, "trainer.max_epochs=8") == 0
     _assert_decreases(tuned, margin=0.2)
     method, _ = load_method(tuned / "checkpoints" / "last.ckpt")
-    assert method.extract_features(make_synthetic(4, ("vector", "vector")))[0].shape == (4, 32)
+    assert extract_features(method, make_synthetic(4, ("vector", "vector")))[0].shape == (4, 32)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from commlearn.config import ModelConfig, TaskInfo
 from commlearn.data.base import ModalitySpec, MultimodalBatch
 from commlearn.losses import (
     CMCLoss,
@@ -33,13 +34,11 @@ from commlearn.methods import (
     FactorCLSup,
     SimCLR,
     Supervised,
-    TaskInfo,
     UnimodalEncoders,
     build_method,
     load_encoder_weights,
 )
 from commlearn.methods.supervised import select_targets
-from commlearn.nn.factory import ModelConfig
 
 
 def _np(x: Tensor) -> np.ndarray:
@@ -530,7 +529,7 @@ _ERRORS: list[tuple[str, Callable[[Path], Any], str]] = [
     ("simclr_tau", lambda _: SimCLR(_encoders(1), nn.Identity(), temperature=0.0), "temperature must be > 0"),
     (
         "simclr_batch",
-        lambda _: SimCLR(_encoders(1), nn.Identity(), 2).embed(MultimodalBatch(_vec(3))),
+        lambda _: SimCLR(_encoders(1), nn.Identity(), modality=2).embed(MultimodalBatch(_vec(3))),
         "uses modality 2",
     ),
     ("cmc_method", lambda _: CMC(_encoders(1), [nn.Identity()]), "CMC needs at least 2 modalities"),

@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from commlearn.config import ConfigError, config_from_dict, config_to_dict, load_config
+from commlearn.config import (
+    ConfigError,
+    DataConfig,
+    config_differences,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    preset_names,
+)
 from commlearn.data import ArrayDataset, ModalitySpec, MultimodalBatch
 from commlearn.data.arrays import load_arrays
 from commlearn.data.loader import BatchLoader
-from commlearn.data.registry import build_dataset, split_dataset
+from commlearn.data.registry import build_data, split_dataset
 from commlearn.data.synthetic import make_synthetic
 
 
@@ -47,9 +55,37 @@ def test_config_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("a: [1, 2\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    bad.write_text("method:\n  lr: 1e-3\n  name: [comm\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line 4, column 1"):
         load_config(bad)
+    with pytest.raises(
+        ConfigError, match="unknown preset 'trifeature-gpu'; packaged presets: trifeature-cpu"
+    ):
+        load_config("trifeature-gpu")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping of sections"):
+        load_config(listed)
+
+
+def test_presets_are_complete_and_layered(tmp_path: Path) -> None:
+    """Packaged presets load by name; a file extends one with ``preset:``; overrides come last; options merge
+    key by key."""
+    assert {"trifeature-cpu", "trifeature-paper", "trifeature-tiny"} <= set(preset_names())
+    paper = load_config("trifeature-paper")
+    assert paper.model.image_encoder == "alexnet" and paper.data.options["render"]["canvas_size"] == 224
+    assert paper.method.lr == 3e-4 and paper.trainer.max_epochs == 100
+    user = tmp_path / "mine.yaml"
+    user.write_text("preset: trifeature-cpu\ndata:\n  options:\n    render: {canvas_size: 48}\n")
+    cfg = load_config(user, ["trainer.max_epochs=2"])
+    cpu = load_config("trifeature-cpu")
+    assert cfg.data.options["render"] == {**cpu.data.options["render"], "canvas_size": 48}
+    assert cfg.trainer.max_epochs == 2 and cfg.model == cpu.model
+    assert [d[0] for d in config_differences(config_to_dict(cpu), config_to_dict(cfg))] == [
+        "data.options.render.canvas_size",
+        "trainer.max_epochs",
+    ]
+    assert config_differences(config_to_dict(cpu), config_to_dict(cfg), ignore=["trainer", "data"]) == []
 
 
 def test_array_dataset_and_batch() -> None:
@@ -91,10 +127,12 @@ def test_synthetic_and_split() -> None:
     assert ds.padding[1] is not None and ds.padding[1].any()
     train, val = split_dataset(ds, 0.25, seed=0)
     assert val is not None and len(train) + len(val) == 64
-    with pytest.raises(ValueError, match="unknown data set"):
-        build_dataset("nope", None, 0, {})
-    with pytest.raises(ValueError, match="unknown option"):
-        build_dataset("synthetic", None, 0, {"size": 3})
+    with pytest.raises(ConfigError, match="unknown data set 'nope'"):
+        build_data(DataConfig(name="nope"), 0)
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['size'\] for data set 'synthetic'"):
+        build_data(DataConfig(name="synthetic", options={"size": 3}), 0)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['px'\] in data.options.render"):
+        build_data(DataConfig(name="trifeature", options={"render": {"px": 3}}), 0)
 
 
 def test_load_arrays_npz_and_folder(tmp_path: Path) -> None:

@@ -1,26 +1,40 @@
-"""The Trifeature experiment end to end on a tiny preset, and its command-line errors."""
+"""The Trifeature experiment end to end on the tiny preset: results, run folders whose checkpoints rebuild the
+probed data, agreement with `fit --config`, and its command-line errors."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from commlearn.cli import main
-from commlearn.experiments.trifeature import PRESETS, format_table, run_experiment
+from commlearn.config import load_config
+from commlearn.experiments.trifeature import format_table, run_config, run_experiment
+from commlearn.train import fit, read_checkpoint
 
 
-def test_tiny_experiment_end_to_end(tmp_path: Path) -> None:
-    preset = replace(PRESETS["tiny"], n_train_pairs=128, n_probe_train_pairs=200, n_probe_test_pairs=200)
+def _small(cache: Path, pairs: int = 128, probe: int = 200) -> list[str]:
+    return [
+        f"data.root={cache}",
+        f"data.options.n_pairs={pairs}",
+        f"data.options.n_probe_train_pairs={probe}",
+        f"data.options.n_probe_test_pairs={probe}",
+        "trainer.progress_bar=false",
+    ]
+
+
+def test_tiny_experiment_end_to_end_and_its_checkpoints_probe_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    results = run_experiment(preset, ["comm", "factorcl"], epochs=1, output=out, data_dir=tmp_path / "cache")
+    small = _small(tmp_path / "cache")
+    results = run_experiment("tiny", ["comm", "factorcl"], out, small)
     assert set(results) == {"comm", "factorcl"}
     # a later run with other methods and the same settings keeps the earlier methods' results
-    results = run_experiment(
-        preset, ["cross", "cross_self"], epochs=1, output=out, data_dir=tmp_path / "cache"
-    )
+    results = run_experiment("tiny", ["cross", "cross_self"], out, small)
     assert list(results) == ["comm", "factorcl", "cross", "cross_self"]
     for scores in results.values():
         assert set(scores) == {"R", "U1", "U2", "S"}
@@ -28,43 +42,67 @@ def test_tiny_experiment_end_to_end(tmp_path: Path) -> None:
     assert json.loads((out / "results.json").read_text()) == results
     assert (out / "rus.png").stat().st_size > 10_000
     assert "| CoMM |" in (out / "table.md").read_text()
-    # each method pre-trained twice (unbiased for R/U, biased for S), each with a checkpoint
+    # each method pre-trained twice (unbiased for R/U, biased for S); `commlearn probe` on either checkpoint
+    # rebuilds the data the experiment probed and gives the experiment's scores
     for name in results:
-        for regime in ("unbiased", "biased"):
-            assert (out / name / regime / "checkpoints" / "last.ckpt").is_file()
+        for regime, tasks in (("unbiased", ("R", "U1", "U2")), ("biased", ("S",))):
+            ckpt = out / name / regime / "checkpoints" / "last.ckpt"
+            stored = read_checkpoint(ckpt)["commlearn"]["config"]
+            assert stored["data"]["options"]["biased"] == (regime == "biased")
+            assert stored["method"]["name"] == name
+            scores_file = tmp_path / f"{name}-{regime}.json"
+            assert main(["probe", "--checkpoint", str(ckpt), "--output", str(scores_file)]) == 0
+            probed = json.loads(scores_file.read_text())
+            assert {t: round(probed[t]["score"], 2) for t in tasks} == {t: results[name][t] for t in tasks}
+    # running it again trains nothing: every run folder says it is finished, the scores are the same
+    assert run_experiment("tiny", ["comm"], out, small)["comm"] == results["comm"]
 
 
-def test_table_lists_paper_numbers() -> None:
+def test_fit_with_the_preset_trains_what_the_experiment_trains(tmp_path: Path) -> None:
+    """`commlearn fit --config trifeature-tiny` and the experiment's CoMM pre-training: same weights."""
+    small = [*_small(tmp_path / "cache"), "trainer.max_steps=2"]
+    by_fit = tmp_path / "fit"
+    assert main(["fit", "--config", "trifeature-tiny", *small, f"trainer.output={by_fit}"]) == 0
+    fit(run_config("tiny", "comm", "unbiased", tmp_path / "exp", small))
+    a = read_checkpoint(by_fit / "checkpoints" / "last.ckpt")["state_dict"]
+    b = read_checkpoint(tmp_path / "exp" / "comm" / "unbiased" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert load_config("trifeature-tiny").experiment.method_options["factorcl"] == {"critic_hidden": 32}
+    factorcl = run_config("tiny", "factorcl", "biased", tmp_path, ["method.options.critic_layers=2"])
+    assert factorcl.method.options == {"critic_hidden": 32, "critic_layers": 2}
+    assert factorcl.data.options["biased"] is True
+
+
+def test_table_names_the_source_of_the_paper_numbers() -> None:
     table = format_table({"comm": {"R": 1.0, "U1": 2.0, "U2": 3.0, "S": 4.0}})
     assert "| CoMM | 1.0 | 2.0 | 3.0 | 4.0 | 99.9 | 87.8 | 71.9 |" in table
+    assert "Dufumier et al., ICLR 2025, Fig. 3" in table
 
 
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--methods", "comm,nope"], "unknown method\\(s\\) \\['nope'\\]"),
+        (["--methods", "comm,nope"], "unknown method 'nope'"),
         (["--preset", "huge"], "unknown preset 'huge'"),
         (["--synergy", "texture"], "--synergy takes two attributes"),
         (["--share", "size"], "Roles.share must be one of"),
         (["--epochs", "0"], "--epochs must be ≥ 1"),
+        (["method.lr=-1"], "method.lr must be > 0"),
     ],
 )
 def test_experiment_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str
 ) -> None:
-    import re
-
-    argv = ["experiment", "trifeature", "--preset", "tiny", "--output", str(tmp_path), *args]
+    argv = ["experiment", "trifeature", "--preset", "tiny", "--output", str(tmp_path), "--data-dir",
+            str(tmp_path / "cache"), *args]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and re.search(match, err), err
 
 
 def test_runs_at_another_precision_are_not_merged(tmp_path: Path) -> None:
-    preset = replace(PRESETS["tiny"], n_train_pairs=64, n_probe_train_pairs=100, n_probe_test_pairs=100)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    run_experiment(preset, ["comm"], epochs=1, output=out, data_dir=cache, precision="bf16-mixed")
-    assert json.loads((out / "run.json").read_text())["settings"]["precision"] == "bf16-mixed"
-    results = run_experiment(preset, ["cross"], epochs=1, output=out, data_dir=cache)
+    out, small = tmp_path / "out", _small(tmp_path / "cache", 64, 100)
+    run_experiment("tiny", ["comm"], out, [*small, "trainer.precision=bf16-mixed"])
+    assert json.loads((out / "run.json").read_text())["settings"]["trainer"]["precision"] == "bf16-mixed"
+    results = run_experiment("tiny", ["cross"], out, small)
     assert list(results) == ["cross"]  # the bf16 CoMM scores are not mixed into a full-precision table
-    assert "precision" not in json.loads((out / "run.json").read_text())["settings"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from commlearn.config import ModelConfig, TaskInfo
 from commlearn.data.base import (
     ArrayDataset,
     ModalitySpec,
@@ -18,8 +19,8 @@ from commlearn.data.base import (
 )
 from commlearn.data.trifeature import TrifeatureImages
 from commlearn.data.trifeature_pairs import Roles, TrifeaturePairs, synergy_mapping
-from commlearn.methods import METHODS, BaseMethod, CoMM, SimCLR, Supervised, TaskInfo, build_method
-from commlearn.nn.factory import ModelConfig
+from commlearn.eval import extract_features
+from commlearn.methods import METHODS, BaseMethod, CoMM, SimCLR, Supervised, build_method
 
 TINY = ModelConfig(embed_dim=32, n_heads=2, head_hidden=[64], head_out=32, image_channels=[8, 16, 16])
 N_IMAGES, N_USED, N_PAIRS = 30, 24, 70  # images 24..29 are in no pair
@@ -94,11 +95,10 @@ def test_shared_sources_match_plain_path_and_encode_each_image_once(
     method = _method(name, pairs.modality_specs)
     with torch.no_grad():  # non-default BatchNorm running statistics
         method.train()
-        method.embed(pairs.get_batch(torch.arange(32)))
-    assert method.part_modalities(2) is not None
+        method.compute_loss(pairs.get_batch(torch.arange(32)))
 
     rows, handles = _count_rows(method)
-    features, labels = method.extract_features(pairs, batch_size=16)
+    features, labels = extract_features(method, pairs, batch_size=16)
     for h in handles:
         h.remove()
     assert method.training  # the mode is restored
@@ -106,7 +106,7 @@ def test_shared_sources_match_plain_path_and_encode_each_image_once(
     assert rows == {i: distinct[i] for i in rows} and all(n < N_PAIRS for n in rows.values())
 
     plain_rows, handles = _count_rows(method)
-    plain, plain_labels = method.extract_features(_Plain(pairs), batch_size=16)
+    plain, plain_labels = extract_features(method, _Plain(pairs), batch_size=16)
     for h in handles:
         h.remove()
     assert plain_rows == dict.fromkeys(rows, N_PAIRS)
@@ -123,23 +123,6 @@ def test_shared_sources_match_plain_path_and_encode_each_image_once(
     assert labels.data_ptr() != pairs.labels.data_ptr()  # a copy, not the data set's own tensor
 
 
-def test_method_without_stages_uses_the_plain_path(pairs: TrifeaturePairs) -> None:
-    class Unsplit(CoMM):
-        def part_modalities(self, n_modalities: int) -> list[int] | None:
-            return None
-
-    ref = _method("comm", pairs.modality_specs)
-    assert isinstance(ref, CoMM)
-    method = Unsplit(ref.model, ref.head)
-    rows, handles = _count_rows(method)
-    features, labels = method.extract_features(pairs, batch_size=32)
-    for h in handles:
-        h.remove()
-    assert rows == {0: N_PAIRS, 1: N_PAIRS}
-    torch.testing.assert_close(features, ref.extract_features(pairs, batch_size=32)[0], atol=1e-5, rtol=1e-5)
-    assert labels is not None and torch.equal(labels, pairs.labels)
-
-
 @pytest.mark.parametrize("name", ["comm", "cross", "factorcl"])
 def test_data_set_without_sources(name: str) -> None:
     g = torch.Generator().manual_seed(1)
@@ -148,7 +131,7 @@ def test_data_set_without_sources(name: str) -> None:
     )
     assert not isinstance(data, SharedSourceDataset)
     method = _method(name, data.modality_specs)
-    features, labels = method.extract_features(data, batch_size=16)
+    features, labels = extract_features(method, data, batch_size=16)
     method.eval()
     with torch.no_grad():
         direct = method.embed(data.get_batch(torch.arange(40)))
@@ -190,7 +173,7 @@ def test_generic_shared_sources_without_labels() -> None:
     )
     assert isinstance(data, SharedSourceDataset)
     method = _method("comm", data.modality_specs)
-    features, labels = method.extract_features(data, batch_size=8)
-    plain, plain_labels = method.extract_features(_Plain(data), batch_size=8)
+    features, labels = extract_features(method, data, batch_size=8)
+    plain, plain_labels = extract_features(method, _Plain(data), batch_size=8)
     assert labels is None and plain_labels is None
     torch.testing.assert_close(features, plain, atol=1e-5, rtol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,6 @@ def test_cli_errors_are_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
-    import re
-
     assert re.search(match, err), err
 
 
@@ -159,3 +158,130 @@ def test_on_device_keeps_cpu_data_and_moves_supporting_data_sets() -> None:
     movable = Movable([torch.zeros(4, 3)], labels=torch.zeros(4, dtype=torch.long))
     assert on_device(movable, torch.device("cpu")) is movable
     assert on_device(movable, torch.device("meta")) == "moved to meta"
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (["method.lr=3e-3"], r"method.lr: 0.001 → 0.003"),
+        (["method.name=cross"], r"method.name: 'comm' → 'cross'"),
+        (["data.options.n_samples=128"], r"data.options.n_samples: 256 → 128"),
+        (["model.embed_dim=16", "model.n_heads=4"], r"model.embed_dim: 32 → 16; model.n_heads: 2 → 4"),
+    ],
+)
+def test_a_run_folder_holds_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: list[str], match: str
+) -> None:
+    """Another config into a folder holding a run stops with one line and leaves the folder untouched."""
+    run = tmp_path / "run"
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1") == 0
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1", *change) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.search(match, err), err
+    assert "choose a new trainer.output, or pass trainer.resume=false" in err
+    assert _snapshot(run) == before
+
+
+def test_finished_run_says_so_and_restart_starts_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1") == 0
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1") == 0
+    assert "already finished (1 epochs)" in capsys.readouterr().out
+    assert _snapshot(run) == before
+    # trainer.resume=false deletes the earlier run and trains a new one, with the new config
+    assert (
+        _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1", "method.lr=3e-3", "trainer.resume=false")
+        == 0
+    )
+    assert load_method(run / "checkpoints" / "last.ckpt")[1].method.lr == 3e-3
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("train/loss")]
+    assert steps == list(range(8))  # the earlier run's metrics are gone
+
+
+def test_foreign_folder_and_foreign_checkpoints_give_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "other"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "model.pt").write_bytes(b"x")
+    assert _fit(folder, "[vector,vector]") == 2
+    assert "holds checkpoints or logs but no config.yaml" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    for path, match in (
+        (text, "not a PyTorch checkpoint, or a damaged one"),
+        (plain, "not a checkpoint written"),
+    ):
+        assert main(["probe", "--checkpoint", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and match in err and "\n" not in err, err
+
+
+def test_checkpoint_rebuilds_its_data_or_says_why_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stored modality specs are compared with the data rebuilt from the stored config."""
+    g = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, a=g.normal(size=(64, 6)).astype(np.float32), b=g.normal(size=(64, 5)).astype(np.float32))
+    run = tmp_path / "run"
+    common = ["fit", "data.name=arrays", f"data.root={data}", "data.batch_size=16", "model.embed_dim=16"]
+    common += [
+        "model.n_heads=2",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"trainer.output={run}",
+    ]
+    assert main(common) == 0
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    emb = tmp_path / "e.npz"
+    assert main(["embed", "--checkpoint", ckpt, "--output", str(emb)]) == 0
+    np.savez(data, a=g.normal(size=(64, 7)).astype(np.float32), b=g.normal(size=(64, 5)).astype(np.float32))
+    capsys.readouterr()
+    assert main(["embed", "--checkpoint", ckpt, "--output", str(emb)]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on modalities [a vector (6,), b vector (5,)]" in err and "a vector (7,)" in err
+    assert main([*common, "trainer.max_epochs=2"]) == 2  # resuming on other data stops too
+    assert "was trained on modalities" in capsys.readouterr().err
+
+
+def test_embed_is_in_eval_mode_and_takes_modalities(tmp_path: Path) -> None:
+    """A sample's embedding does not depend on its batch-mates (BatchNorm, dropout in eval mode), and
+    ``modalities`` embeds with the others missing, as the fusion does."""
+    from commlearn.config import ModelConfig
+    from commlearn.data.synthetic import make_synthetic
+    from commlearn.methods import CoMM, build_method
+
+    data = make_synthetic(16, ("vector", "sequence"))
+    method = build_method("comm", data.modality_specs, ModelConfig(embed_dim=16, n_heads=2))
+    assert isinstance(method, CoMM)
+    method.train()
+    whole = method.embed(data.get_batch(torch.arange(16)))
+    half = method.embed(data.get_batch(torch.arange(8)))
+    torch.testing.assert_close(whole[:8], half)
+    assert method.training  # the mode is restored
+    batch = data.get_batch(torch.arange(4))
+    method.eval()
+    with torch.no_grad():
+        expected = method.model(batch.inputs, batch.padding, modalities=[1])
+    torch.testing.assert_close(method.embed(batch, modalities=[1]), expected)
+    with pytest.raises(
+        ValueError, match=r"modalities \[2\] cannot be embedded by CoMM; choose from \[0, 1\]"
+    ):
+        method.embed(batch, modalities=[2])

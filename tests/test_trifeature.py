@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from commlearn.config import load_config
 from commlearn.data import trifeature as tf
 from commlearn.data.trifeature import (
     ATTRIBUTES,
@@ -66,19 +67,25 @@ def test_constants() -> None:
     assert len(set(COLOR_RGB)) == 10
 
 
+def _preset_render(name: str) -> RenderSettings:
+    """The render settings of a packaged preset."""
+    return RenderSettings(**load_config(f"trifeature-{name}").data.options["render"])
+
+
+PAPER, CPU = _preset_render("paper"), _preset_render("cpu")
+
+
 def test_presets() -> None:
-    paper = RenderSettings.paper()
-    assert (paper.canvas_size, paper.shape_size, paper.max_shape_rotation, paper.max_texture_rotation) == (
+    assert (PAPER.canvas_size, PAPER.shape_size, PAPER.max_shape_rotation, PAPER.max_texture_rotation) == (
         224,
         128,
         45.0,
         45.0,
     )
-    cpu = RenderSettings.cpu()
-    assert (cpu.canvas_size, cpu.shape_size, cpu.texture_period) == (64, 36, 5.0)
-    assert RenderSettings() == cpu
-    assert paper.cache_key() != cpu.cache_key() and len(cpu.cache_key()) == 16
-    assert RenderSettings.cpu().cache_key() == cpu.cache_key()
+    assert (CPU.canvas_size, CPU.shape_size, CPU.texture_period) == (64, 36, 5.0)
+    assert RenderSettings() == CPU  # the defaults are the cpu preset's
+    assert PAPER.cache_key() != CPU.cache_key() and len(CPU.cache_key()) == 16
+    assert RenderSettings(**vars(CPU)).cache_key() == CPU.cache_key()
 
 
 @pytest.mark.parametrize(
@@ -125,12 +132,12 @@ def test_render_matches_per_pixel_reference() -> None:
 
 def test_params_depend_only_on_own_seed() -> None:
     seeds = np.array([3, 99, 12345, 2**62])
-    full = render_params(seeds, RenderSettings.paper())
-    part = render_params(seeds[2:], RenderSettings.paper())
+    full = render_params(seeds, PAPER)
+    part = render_params(seeds[2:], PAPER)
     for name in ("centre", "origin", "shape_matrix", "texture_matrix", "phase", "noise_key"):
         np.testing.assert_array_equal(getattr(full, name)[2:], getattr(part, name))
     # the shape window always lies on the canvas
-    many = render_params(np.arange(5000), RenderSettings.cpu())
+    many = render_params(np.arange(5000), CPU)
     assert many.origin.min() >= 0 and many.origin.max() + 36 + 1 <= 64
     # rotations are rotations scaled by 1 / (template half size): determinant (2/36)^2
     det = np.linalg.det(many.shape_matrix)
@@ -157,7 +164,7 @@ def test_solid_shapes_have_exact_colour_and_stay_in_window() -> None:
 
 def test_every_attribute_changes_the_image() -> None:
     # one pose for all 1000 combinations: every combination gives a different image
-    settings = RenderSettings.cpu()
+    settings = CPU
     combos = np.stack(np.meshgrid(*[np.arange(10)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     imgs = render(combos[:, 0], combos[:, 1], combos[:, 2], np.full(1000, 42), settings)
     flat = imgs.reshape(1000, -1)
@@ -357,7 +364,7 @@ def test_unwritable_cache_only_warns(tmp_path: Path, caplog: pytest.LogCaptureFi
 @pytest.mark.slow
 def test_paper_size_render_speed() -> None:
     """The paper-size set (2600 images at 224 px) renders in < 30 s and >= 100x faster than per pixel."""
-    timing = _reference().time_speedup(RenderSettings.paper(), n_reference=2, n_fast=2600)
+    timing = _reference().time_speedup(PAPER, n_reference=2, n_fast=2600)
     assert timing["fast_total_s"] < 30.0
     assert timing["speedup"] >= 100.0
 
@@ -365,5 +372,5 @@ def test_paper_size_render_speed() -> None:
 def test_render_is_fast_on_cpu_preset() -> None:
     attrs = np.random.default_rng(0).integers(0, 10, size=(260, 3))
     start = time.perf_counter()
-    render(attrs[:, 0], attrs[:, 1], attrs[:, 2], np.arange(260), RenderSettings.cpu())
+    render(attrs[:, 0], attrs[:, 1], attrs[:, 2], np.arange(260), CPU)
     assert time.perf_counter() - start < 5.0

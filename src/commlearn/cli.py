@@ -1,7 +1,7 @@
 """The ``commlearn`` command line: ``fit``, ``probe``, ``embed``, ``experiment``.
 
 Every subcommand is reachable from Python as ``main(["fit", "--config", ...])``; bad input ends with a one-line
-``error: ...`` on stderr and exit status 2.
+``error: ...`` on stderr and exit status 2. The training stack is imported only once the arguments are read.
 """
 
 from __future__ import annotations
@@ -11,55 +11,52 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
+
+def _modalities(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(m) for m in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--modalities must be comma-separated indices, got {text!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
+    from commlearn.experiments.trifeature import add_arguments
+
     p = argparse.ArgumentParser(prog="commlearn", description="CoMM: contrastive multimodal learning")
     sub = p.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="pre-train a method from a YAML config")
-    fit.add_argument("--config", type=Path, help="YAML file (sections data, model, method, trainer)")
+    fit = sub.add_parser("fit", help="pre-train a method from a preset or YAML config")
+    fit.add_argument(
+        "--config", help="a packaged preset (e.g. trifeature-cpu) or a YAML file (sections data, model, ...)"
+    )
     fit.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. method.lr=3e-4")
 
     probe = sub.add_parser("probe", help="linear-probe a trained checkpoint on its data set's labels")
     probe.add_argument("--checkpoint", type=Path, required=True)
     probe.add_argument(
-        "--test-fraction", type=float, default=0.2, help="share of samples held out for scoring"
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share of samples held out for scoring when the data set has no test split",
     )
+    probe.add_argument("--modalities", help="comma-separated modality indices to embed (others missing)")
     probe.add_argument("--output", type=Path, help="write the scores here as JSON")
     probe.add_argument("overrides", nargs="*", help="data.* overrides (e.g. data.root=other.npz)")
 
     embed = sub.add_parser("embed", help="export embeddings of a data set to .npz")
     embed.add_argument("--checkpoint", type=Path, required=True)
     embed.add_argument("--output", type=Path, required=True, help="the .npz file to write (features, labels)")
-    embed.add_argument(
-        "--modalities", type=str, help="comma-separated modality indices to use (others missing)"
-    )
+    embed.add_argument("--modalities", help="comma-separated modality indices to use (others missing)")
     embed.add_argument("overrides", nargs="*", help="data.* overrides")
 
     exp = sub.add_parser("experiment", help="run a packaged experiment")
     exp_sub = exp.add_subparsers(dest="experiment", required=True)
-    from commlearn.experiments.trifeature import add_arguments
-
     add_arguments(exp_sub.add_parser("trifeature", help="the bimodal Trifeature R/U/S experiment"))
     return p
-
-
-def _data_from_checkpoint(checkpoint: Path, overrides: Sequence[str]):  # type: ignore[no-untyped-def]
-    from commlearn.config import merge, parse_overrides
-    from commlearn.data.registry import build_dataset
-    from commlearn.train import load_method
-
-    method, cfg = load_method(checkpoint)
-    extra = parse_overrides(overrides)
-    if set(extra) - {"data"}:
-        raise ValueError(f"only data.* overrides apply here, got {sorted(set(extra) - {'data'})}")
-    merge(cfg, extra)
-    dataset = build_dataset(cfg.data.name, cfg.data.root, cfg.trainer.seed, cfg.data.options)
-    return method, cfg, dataset
 
 
 def _run_fit(args: argparse.Namespace) -> int:
@@ -68,6 +65,12 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     result = fit(cfg)
+    if result.finished_before:
+        print(
+            f"run {result.output} already finished ({cfg.trainer.max_epochs} epochs); raise trainer.max_epochs "
+            "to train longer, or choose a new trainer.output"
+        )
+        return 0
     print(
         f"trained {cfg.method.name}; run folder: {result.output}; last checkpoint: {result.last_checkpoint}"
     )
@@ -75,57 +78,56 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
-    from commlearn.eval import probe_tasks
+    import torch
 
-    method, cfg, dataset = _data_from_checkpoint(args.checkpoint, args.overrides)
-    if not 0.0 < args.test_fraction < 1.0:
-        raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
-    features, labels = method.extract_features(dataset)
-    if labels is None:
-        raise ValueError("the data set has no labels to probe; give data.options with labels")
-    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(cfg.trainer.seed))
-    n_test = max(1, int(round(args.test_fraction * len(features))))
-    test, train = order[:n_test], order[n_test:]
-    lab = labels if labels.ndim == 2 else labels[:, None]
-    results = probe_tasks(
-        features[train], lab[train], features[test], lab[test], dataset.task_names, dataset.task_type
-    )
-    scores = {name: r.to_dict() for name, r in results.items()}
+    from commlearn.data.base import MultimodalDataset
+    from commlearn.data.registry import Subset
+    from commlearn.eval import extract_features, probe_tasks
+    from commlearn.train import load_run
+
+    method, cfg, data = load_run(args.checkpoint, args.overrides)
+    modalities = _modalities(args.modalities)
+    probe_train: MultimodalDataset = data.probe_train or data.train
+    test_set: MultimodalDataset
+    if data.test is None:
+        if not 0.0 < args.test_fraction < 1.0:
+            raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+        order = torch.randperm(len(probe_train), generator=torch.Generator().manual_seed(cfg.trainer.seed))
+        n_test = max(1, int(round(args.test_fraction * len(probe_train))))
+        test_set, probe_train = Subset(probe_train, order[:n_test]), Subset(probe_train, order[n_test:])
+    else:
+        test_set = data.test
+    train_x, train_y = extract_features(method, probe_train, modalities=modalities)
+    test_x, test_y = extract_features(method, test_set, modalities=modalities)
+    if train_y is None or test_y is None:
+        raise ValueError(
+            f"the data set {cfg.data.name!r} has no labels to probe: add a labels entry "
+            "(data.options.labels names it for data.name=arrays)"
+        )
+    lab_tr = train_y if train_y.ndim == 2 else train_y[:, None]
+    lab_te = test_y if test_y.ndim == 2 else test_y[:, None]
+    names, task_type = probe_train.task_names, probe_train.task_type
+    results = probe_tasks(train_x, lab_tr, test_x, lab_te, names, task_type, seed=cfg.trainer.seed)
     for name, r in results.items():
         print(f"{name:>10}: {r.metric} = {r.score:.2f}")
     if args.output:
-        args.output.write_text(json.dumps(scores, indent=2))
+        args.output.write_text(json.dumps({name: r.to_dict() for name, r in results.items()}, indent=2))
     return 0
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    method, _cfg, dataset = _data_from_checkpoint(args.checkpoint, args.overrides)
-    if args.modalities:
-        from commlearn.data.base import MultimodalBatch
+    import numpy as np
 
-        try:
-            keep = [int(m) for m in args.modalities.split(",")]
-        except ValueError:
-            raise ValueError(
-                f"--modalities must be comma-separated indices, got {args.modalities!r}"
-            ) from None
-        model = getattr(method, "model", None)
-        if model is None:
-            raise ValueError(f"--modalities needs a fused model (comm); {type(method).__name__} has none")
-        feats = []
-        with torch.no_grad():
-            for start in range(0, len(dataset), 256):
-                b: MultimodalBatch = dataset.get_batch(torch.arange(start, min(start + 256, len(dataset))))
-                feats.append(model(b.inputs, b.padding, modalities=keep))
-        features = torch.cat(feats)
-        _, labels = None, None
-    else:
-        features, labels = method.extract_features(dataset)
-    arrays = {"features": features.numpy()}
+    from commlearn.eval import extract_features
+    from commlearn.train import load_run
+
+    method, _cfg, data = load_run(args.checkpoint, args.overrides)
+    features, labels = extract_features(method, data.train, modalities=_modalities(args.modalities))
+    arrays: dict[str, Any] = {"features": features.numpy()}
     if labels is not None:
         arrays["labels"] = labels.numpy()
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.output, **arrays)  # type: ignore[arg-type]
+    np.savez(args.output, **arrays)
     print(f"wrote {tuple(features.shape)} features to {args.output}")
     return 0
 
@@ -141,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     handlers = {"fit": _run_fit, "probe": _run_probe, "embed": _run_embed, "experiment": _run_experiment}
+    if args.command in ("fit", "experiment"):
+        from commlearn.speed import keep_freed_memory
+
+        keep_freed_memory()  # this process is ours: training runs faster on glibc (see commlearn.speed)
     try:
         return handlers[args.command](args)
     except ValueError as e:  # includes ConfigError: one line, no traceback

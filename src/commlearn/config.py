@@ -1,37 +1,100 @@
-"""Run configuration: typed dataclasses merged ``defaults ← YAML file ← command-line overrides``.
+"""Every configuration type of commlearn, and how a run's configuration is assembled.
 
-Unknown keys are errors (a typo must never be silently ignored). The resolved configuration is written into
-the run folder and into every checkpoint, so a checkpoint rebuilds its model without the original file.
+A run is ``defaults ← preset ← file ← overrides``: the dataclass defaults below, then a packaged preset
+(``src/commlearn/configs/<name>.yaml``, named by ``--config <name>`` or by a file's top-level ``preset:`` key),
+then the user's YAML file, then ``section.key=value`` overrides. Unknown keys are errors (a typo must never be
+silently ignored). The resolved configuration is written into the run folder and into every checkpoint, so a
+checkpoint rebuilds its data and model without the original file.
+
+This module is a leaf: it imports nothing else from commlearn.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
-import typing
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from commlearn.nn.factory import ModelConfig
+TaskType = Literal["multiclass", "multilabel", "regression"]
+TASK_TYPES: tuple[str, ...] = get_args(TaskType)
+
+#: Keys that only set how long a run trains: a run folder resumes when nothing else differs.
+TRAINING_LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps")
 
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message says which and what is expected."""
 
 
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the supervised methods need to know about the labels.
+
+    Attributes:
+        task_type: multiclass, multilabel or regression.
+        n_outputs: classes (multiclass), labels (multilabel) or targets (regression).
+        label_column: which label column a single-task method trains on.
+    """
+
+    task_type: TaskType = "multiclass"
+    n_outputs: int = 2
+    label_column: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the encoders, adapters, fusion and head (YAML section ``model``).
+
+    Attributes:
+        embed_dim: token width D and size of the fused embedding Z.
+        n_heads, n_layers, pool: fusion transformer settings.
+        head_hidden, head_out, head_batch_norm: projection head ``embed_dim → head_hidden… → head_out``.
+        image_encoder: ``"cnn"`` (strided CNN) or ``"alexnet"`` (the paper's Trifeature encoder).
+        image_channels: CNN stage widths (``"cnn"``).
+        image_positions: patch position embeddings: ``"learned"``, ``"sincos"`` or ``"none"``.
+        sequence_encoder: ``"gru"``, ``"transformer"`` or ``"linear"`` (no encoder: tokens from the raw steps).
+        sequence_dim: width of the sequence encoder.
+        vector_encoder: ``"mlp"`` (→ one token) or ``"tokenizer"`` (one token per feature, no encoder).
+        vector_dim: width of the vector MLP.
+        vocab_size: token-id vocabulary (``"tokens"`` modalities).
+        unimodal_pool: how unimodal baselines pool feature maps / sequences: ``"flatten"`` or ``"mean"``.
+    """
+
+    embed_dim: int = 128
+    n_heads: int = 4
+    n_layers: int = 1
+    pool: str = "cls"
+    head_hidden: list[int] = field(default_factory=lambda: [512])
+    head_out: int = 128
+    head_batch_norm: bool = True
+    image_encoder: str = "cnn"
+    image_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    image_positions: str = "learned"
+    sequence_encoder: str = "gru"
+    sequence_dim: int = 128
+    vector_encoder: str = "mlp"
+    vector_dim: int = 256
+    vocab_size: int = 30522
+    unimodal_pool: str = "flatten"
+
+
 @dataclass
 class DataConfig:
-    """YAML section ``data``.
+    """YAML section ``data``: everything needed to rebuild the data (with ``trainer.seed``).
 
     Attributes:
         name: data set name (see ``commlearn.data.registry.DATASETS``).
         root: folder or file of the data (published data sets are read from here; nothing is downloaded).
         batch_size: samples per step per process.
         val_fraction: share of the training set held out for validation loss (0 = none).
-        options: data-set-specific settings (checked by the data set builder).
+        options: data-set-specific settings: the keyword arguments of its builder, checked against them.
     """
 
     name: str = "synthetic"
@@ -42,27 +105,52 @@ class DataConfig:
 
 
 @dataclass
-class MethodConfig:
-    """YAML section ``method``.
+class OptimConfig:
+    """AdamW and its learning-rate schedule (the first keys of YAML section ``method``).
 
     Attributes:
-        name: method name (see ``commlearn.methods.METHODS``).
-        lr, weight_decay: AdamW settings.
-        warmup_epochs, scheduler: learning-rate schedule (``"none"`` or ``"cosine"``).
-        augment: use the default label-preserving augmentation of each modality kind.
-        augment_options: per modality kind, keyword arguments of its augmentation, e.g.
-            ``{"image": {"crop_scale": [0.2, 1.0], "p_blur": 0.0}, "sequence": {"sigma": 0.05}}``.
-        options: method-specific settings (e.g. ``temperature``; checked by the method builder).
+        lr: learning rate.
+        weight_decay: decoupled weight decay (not applied to biases, norms and embeddings).
+        warmup_epochs: linear warm-up length, epochs (0 = none).
+        scheduler: ``"none"`` or ``"cosine"`` (cosine decay to 0 over the run after warm-up).
     """
 
-    name: str = "comm"
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: int = 0
     scheduler: str = "none"
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"method.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"method.weight_decay must be ≥ 0, got {self.weight_decay}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"method.warmup_epochs must be ≥ 0, got {self.warmup_epochs}")
+        if self.scheduler not in ("none", "cosine"):
+            raise ConfigError(f"method.scheduler must be 'none' or 'cosine', got {self.scheduler!r}")
+
+
+@dataclass
+class MethodConfig(OptimConfig):
+    """YAML section ``method``: the optimiser keys of :class:`OptimConfig`, then these.
+
+    Attributes:
+        name: method name (see ``commlearn.methods.METHODS``).
+        augment: use the default label-preserving augmentation of each modality kind.
+        augment_options: per modality kind, keyword arguments of its augmentation, e.g.
+            ``{"image": {"crop_scale": [0.2, 1.0], "p_blur": 0.0}, "sequence": {"sigma": 0.05}}``.
+        options: the method's own options (its constructor's keyword-only arguments, e.g. ``temperature``).
+    """
+
+    name: str = "comm"
     augment: bool = True
     augment_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    def optim(self) -> OptimConfig:
+        """The optimiser part, checked."""
+        return OptimConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(OptimConfig)})
 
 
 @dataclass
@@ -74,13 +162,14 @@ class TrainerConfig:
         accelerator, devices, num_nodes, strategy: hardware (``"auto"`` picks GPUs when present; several GPUs
             or nodes use DDP with no code change).
         precision: ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``.
-        seed: seeds every RNG (CPU runs are repeatable).
-        output: run folder (config, logs, checkpoints).
+        seed: seeds every RNG and the data (CPU runs are repeatable).
+        output: run folder (config, logs, checkpoints). One folder holds one run.
         log_every_n_steps: logging interval.
         checkpoint_every_n_steps: also checkpoint every N steps (0 = only at epoch ends).
         keep_epoch_checkpoints: keep one checkpoint per epoch (``epoch=…ckpt``) beside ``last.ckpt``; False
             keeps ``last.ckpt`` alone (long runs of large models: 100 epochs would keep 100 files).
-        resume: continue from ``output/checkpoints/last.ckpt`` when it exists.
+        resume: continue the run in ``output`` when its stored config matches (apart from the training
+            length); False starts over, deleting that folder's earlier checkpoints and logs.
         progress_bar: show a progress bar.
     """
 
@@ -101,15 +190,30 @@ class TrainerConfig:
 
 
 @dataclass
+class ExperimentConfig:
+    """YAML section ``experiment``: read by ``commlearn experiment`` only (``fit`` ignores it).
+
+    Attributes:
+        methods: the methods an experiment runs when ``--methods`` is not given.
+        method_options: per method name, its ``method.options`` in this preset (e.g. a smaller critic).
+    """
+
+    methods: list[str] = field(default_factory=lambda: ["comm", "cross", "cross_self"])
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
-    """The whole configuration of a ``commlearn fit`` run."""
+    """The whole configuration of a run."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
+# ------------------------------------------------------------------------------------------ merging
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Convert a YAML value to the annotated type, or raise a one-line ConfigError."""
     origin = get_origin(hint)
@@ -163,8 +267,20 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+def _deep_update(target: dict[str, Any], values: dict[str, Any]) -> None:
+    """``target.update(values)``, recursing into mappings present in both."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
 def merge(target: Any, values: dict[str, Any], prefix: str = "") -> Any:
-    """Merge a nested mapping into a dataclass instance in place (strict keys, typed values)."""
+    """Merge a nested mapping into a dataclass instance in place (strict keys, typed values).
+
+    Free-form mappings (``data.options``, ``method.options``, ...) are merged key by key, recursively.
+    """
     if not isinstance(values, dict):
         raise ConfigError(
             f"config section {prefix.rstrip('.') or 'root'!r} must be a mapping, got {values!r}"
@@ -178,16 +294,16 @@ def merge(target: Any, values: dict[str, Any], prefix: str = "") -> Any:
         current = getattr(target, key)
         if dataclasses.is_dataclass(current) and not isinstance(current, type):
             merge(current, value, f"{full}.")
-        elif key in ("options", "augment_options") and isinstance(current, dict):
+        elif isinstance(current, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {full!r} expects a mapping, got {value!r}")
-            current.update(value)
+            _deep_update(current, value)
         else:
             setattr(target, key, _coerce(value, hints[key], full))
     return target
 
 
-def parse_overrides(overrides: typing.Sequence[str]) -> dict[str, Any]:
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     """``["method.lr=3e-4", "data.options.size=32"]`` → a nested mapping (values parsed as YAML)."""
     out: dict[str, Any] = {}
     for item in overrides:
@@ -202,26 +318,67 @@ def parse_overrides(overrides: typing.Sequence[str]) -> dict[str, Any]:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with an earlier override")
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> RunConfig:
-    """Defaults ← YAML file ← overrides.
+# ------------------------------------------------------------------------------------------ presets
+def preset_names() -> list[str]:
+    """Names of the presets shipped in the package (``src/commlearn/configs/*.yaml``)."""
+    folder = resources.files("commlearn") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where} is not valid YAML{line}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping of sections (data, model, method, trainer)")
+    return data
+
+
+def _preset_values(name: str) -> dict[str, Any]:
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; packaged presets: {', '.join(preset_names())}")
+    text = (resources.files("commlearn") / "configs" / f"{name}.yaml").read_text()
+    return _read_yaml(text, f"preset {name}")
+
+
+def load_config(config: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Defaults ← preset ← file ← overrides.
+
+    Args:
+        config: a packaged preset name (``"trifeature-cpu"``) or a YAML file; a file may name the preset it
+            extends with a top-level ``preset:`` key.
+        overrides: ``section.key=value`` strings.
 
     Raises:
-        ConfigError: missing/unreadable file, unknown keys, values of the wrong type.
+        ConfigError: unknown preset, missing or invalid file (the message names the line), unknown keys,
+            values of the wrong type.
     """
     cfg = RunConfig()
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-        merge(cfg, data)
+    if config is not None:
+        path = Path(config)
+        if path.is_file():
+            values = _read_yaml(path.read_text(), f"config file {path}")
+            base = values.pop("preset", None)
+            if base is not None:
+                merge(cfg, _preset_values(str(base)))
+            merge(cfg, values)
+        elif path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+            raise ConfigError(f"config file not found: {path}")
+        else:
+            merge(cfg, _preset_values(str(config)))
     merge(cfg, parse_overrides(overrides))
     return cfg
 
@@ -234,3 +391,66 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
     """Inverse of :func:`config_to_dict`."""
     return merge(RunConfig(), values)
+
+
+def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(values, dict) and values:
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): values}
+
+
+def config_differences(
+    old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = ()
+) -> list[tuple[str, Any, Any]]:
+    """Keys whose values differ between two configs as plain dicts (``config_to_dict``).
+
+    Args:
+        old, new: the two configs.
+        ignore: dotted keys or section prefixes (``"experiment"``) left out of the comparison.
+
+    Returns:
+        ``[(dotted key, old value, new value)]`` sorted by key; a key missing on one side has value None.
+    """
+    skip = tuple(ignore)
+    a, b = _flatten(old), _flatten(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == s or key.startswith(f"{s}.") for s in skip):
+            continue
+        if a.get(key) != b.get(key):
+            out.append((key, a.get(key), b.get(key)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ options
+def keyword_options(function: Callable[..., Any], skip: Sequence[str] = ()) -> dict[str, Any]:
+    """The keyword arguments of ``function`` that a config may set: ``{name: default}``.
+
+    For a class, its constructor's keyword-only arguments; for a function, every named argument not in
+    ``skip``. A required argument has the default ``inspect.Parameter.empty``.
+    """
+    params = inspect.signature(function).parameters.values()
+    if inspect.isclass(function):
+        return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in params if p.kind in kinds and p.name not in skip}
+
+
+def check_options(
+    function: Callable[..., Any], options: dict[str, Any], what: str, skip: Sequence[str] = ()
+) -> None:
+    """Raise a one-line ConfigError if ``options`` has a key that ``function`` does not take.
+
+    Args:
+        function: the class or builder whose :func:`keyword_options` are allowed.
+        options: the options from the config.
+        what: how the message names the thing, e.g. ``"method 'comm'"``.
+        skip: arguments of a function that the config may not set.
+    """
+    allowed = keyword_options(function, skip)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for {what}; valid options: {sorted(allowed)}")

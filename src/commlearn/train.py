@@ -1,16 +1,21 @@
-"""The training layer: build data, method and Lightning trainer from a :class:`RunConfig`, fit, resume, reload.
+"""The training layer: build data, method and Lightning trainer from a :class:`RunConfig`; fit, resume, reload.
 
-The library (``losses``, ``nn``, ``methods``, ``data``) never imports this module.
+A run folder holds one run: ``config.yaml`` (the resolved config), ``checkpoints/``, ``metrics.csv``,
+``tensorboard/`` and, once training has ended, ``done.json``. A ``fit`` into a folder that holds a run resumes
+it only when the configs agree apart from the training length; otherwise it stops before writing anything.
+The library (``losses``, ``nn``, ``methods``, ``data``, ``eval``) never imports this module.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -21,14 +26,27 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from commlearn.config import RunConfig, config_from_dict, config_to_dict
+from commlearn.config import (
+    TRAINING_LENGTH_KEYS,
+    ConfigError,
+    RunConfig,
+    TaskInfo,
+    config_differences,
+    config_from_dict,
+    config_to_dict,
+    merge,
+    parse_overrides,
+)
 from commlearn.data.base import ModalitySpec, MultimodalDataset
 from commlearn.data.loader import BatchLoader
-from commlearn.data.registry import build_dataset, split_dataset
+from commlearn.data.registry import DataSplits, build_data, split_dataset
 from commlearn.methods.base import BaseMethod
-from commlearn.methods.registry import Optim, TaskInfo, build_method
+from commlearn.methods.registry import build_method
 
 CHECKPOINT_KEY = "commlearn"
+#: Config keys that may differ when a run resumes: its length, and settings that do not change the result.
+RESUMABLE_KEYS = (*TRAINING_LENGTH_KEYS, "trainer.resume", "trainer.progress_bar", "experiment")
+_RUN_ENTRIES = ("config.yaml", "checkpoints", "metrics.csv", "tensorboard", "hparams.yaml", "done.json")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,29 +88,6 @@ class _ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed memory instead of returning it to the OS after every step.
-
-    Training allocates the same large activations every step; by default glibc serves them with fresh ``mmap``
-    pages and unmaps them on free, so each step page-faults its activations in again (measured: 150k–320k
-    faults and 4–9 % of a paper-preset step on CPU; see ``benchmarks/README.md``). Peak memory is unchanged.
-    A no-op where glibc's ``mallopt`` is not available.
-    """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4
-        libc.mallopt(m_mmap_max, 0)
-        libc.mallopt(m_trim_threshold, 2**31 - 1)
-    except (OSError, AttributeError):
-        return
-
-
 def task_info(dataset: MultimodalDataset, label_column: int = 0) -> TaskInfo | None:
     """Label facts for supervised methods (None when the data set has no labels)."""
     labels = getattr(dataset, "labels", None)
@@ -108,12 +103,14 @@ def task_info(dataset: MultimodalDataset, label_column: int = 0) -> TaskInfo | N
 
 
 def make_method(cfg: RunConfig, specs: list[ModalitySpec], task: TaskInfo | None) -> BaseMethod:
-    """The method of ``cfg`` for data with modalities ``specs`` (augmentation included)."""
+    """The method of ``cfg`` for data with modalities ``specs`` (augmentation included); its checkpoints
+    carry ``cfg``, ``specs`` and ``task``."""
     from commlearn.augment import MultimodalAugment
 
     augment = MultimodalAugment.for_specs(specs, cfg.method.augment_options) if cfg.method.augment else None
-    optim = Optim(cfg.method.lr, cfg.method.weight_decay, cfg.method.warmup_epochs, cfg.method.scheduler)
-    method = build_method(cfg.method.name, specs, cfg.model, augment, optim, task, cfg.method.options)
+    method = build_method(
+        cfg.method.name, specs, cfg.model, augment, cfg.method.optim(), task, cfg.method.options
+    )
     method.checkpoint_extra = {
         "config": config_to_dict(cfg),
         "specs": [asdict(s) for s in specs],
@@ -124,12 +121,22 @@ def make_method(cfg: RunConfig, specs: list[ModalitySpec], task: TaskInfo | None
 
 @dataclass
 class FitResult:
-    """What a finished ``fit`` leaves behind."""
+    """What a ``fit`` leaves behind.
+
+    Attributes:
+        method: the trained method (in eval mode when the run had finished before).
+        data: the data the config describes.
+        output: the run folder.
+        last_checkpoint: ``output/checkpoints/last.ckpt`` (None if training wrote none).
+        finished_before: the run folder already held this run, trained to the requested length: nothing was
+            trained and ``method`` was loaded from ``last_checkpoint``.
+    """
 
     method: BaseMethod
-    dataset: MultimodalDataset
+    data: DataSplits
     output: Path
     last_checkpoint: Path | None
+    finished_before: bool = False
 
 
 def on_device(dataset: MultimodalDataset, device: torch.device) -> MultimodalDataset:
@@ -144,23 +151,103 @@ def on_device(dataset: MultimodalDataset, device: torch.device) -> MultimodalDat
     return move(device)  # type: ignore[no-any-return]
 
 
-def fit(cfg: RunConfig, dataset: MultimodalDataset | None = None) -> FitResult:
-    """Train ``cfg.method`` on ``cfg.data`` (or on ``dataset`` when given).
+RunState = Literal["new", "restart", "resume", "finished"]
 
-    Writes ``<output>/config.yaml`` (resolved), ``<output>/metrics.csv`` logs, TensorBoard events and
-    ``<output>/checkpoints/{last,epoch=…}.ckpt``. With ``trainer.resume`` (default) a run whose folder already holds
-    ``last.ckpt`` continues from it.
+
+def run_state(cfg: RunConfig) -> RunState:
+    """What ``fit(cfg)`` does with its run folder ``cfg.trainer.output``; reads it, writes nothing.
+
+    Returns:
+        ``"new"`` (no run there), ``"restart"`` (a run there, ``trainer.resume=false``: it is deleted),
+        ``"resume"`` (the same run, not trained to the requested length) or ``"finished"`` (the same run,
+        trained to the requested length).
+
+    Raises:
+        ConfigError: the folder holds another run (the message names the differing keys and the ways out),
+            or files that are not a commlearn run.
     """
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    keep_freed_memory()
     out = Path(cfg.trainer.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    if dataset is None:
-        dataset = build_dataset(cfg.data.name, cfg.data.root, cfg.trainer.seed, cfg.data.options)
-    train_set, val_set = split_dataset(dataset, cfg.data.val_fraction, cfg.trainer.seed)
-    method = make_method(cfg, list(dataset.modality_specs), task_info(dataset))
+    if not any((out / name).exists() for name in _RUN_ENTRIES):
+        return "new"
+    if not cfg.trainer.resume:
+        return "restart"
+    ways_out = "choose a new trainer.output, or pass trainer.resume=false to start over (deletes that run)"
+    stored = out / "config.yaml"
+    if not stored.is_file():
+        raise ConfigError(f"{out} holds checkpoints or logs but no config.yaml; {ways_out}")
+    try:
+        old = yaml.safe_load(stored.read_text())
+    except (OSError, yaml.YAMLError):
+        old = None
+    if not isinstance(old, dict):
+        raise ConfigError(f"{stored} is not a readable run config; {ways_out}")
+    diffs = config_differences(old, config_to_dict(cfg), ignore=RESUMABLE_KEYS)
+    if diffs:
+        shown = "; ".join(f"{key}: {a!r} → {b!r}" for key, a, b in diffs[:4])
+        more = f" (+{len(diffs) - 4} more)" if len(diffs) > 4 else ""
+        raise ConfigError(f"run folder {out} holds a run with another config ({shown}{more}); {ways_out}")
+    done = _read_done(out)
+    if done is not None:
+        steps_done = cfg.trainer.max_steps != -1 and done["global_step"] >= cfg.trainer.max_steps
+        if steps_done or done["epochs"] >= cfg.trainer.max_epochs:
+            return "finished"
+    return "resume"
+
+
+def _read_done(out: Path) -> dict[str, int] | None:
+    try:
+        done = json.loads((out / "done.json").read_text())
+        return {"epochs": int(done["epochs"]), "global_step": int(done["global_step"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _clear_run(out: Path) -> None:
+    for name in _RUN_ENTRIES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def fit(cfg: RunConfig) -> FitResult:
+    """Train ``cfg.method`` on the data ``cfg.data`` describes, in the run folder ``cfg.trainer.output``.
+
+    Writes ``config.yaml`` (resolved), ``metrics.csv`` logs, TensorBoard events,
+    ``checkpoints/{last,epoch=…}.ckpt`` and at the end ``done.json``. A folder holding the same run resumes
+    from ``last.ckpt`` (or, when it was trained to the requested length, returns it untrained); a folder
+    holding another run stops with a ConfigError before anything is written (see :func:`run_state`).
+
+    Raises:
+        ConfigError: a bad config, or a run folder that holds another run.
+        ValueError: data that cannot be read, or that does not match the checkpoint being resumed.
+    """
+    state = run_state(cfg)
+    out = Path(cfg.trainer.output)
     ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    data = build_data(cfg.data, cfg.trainer.seed)
+    specs = list(data.train.modality_specs)
+    if state == "finished":
+        method, _ = load_method(last)
+        return FitResult(method, data, out, last, finished_before=True)
+    train_set, val_set = split_dataset(data.train, cfg.data.val_fraction, cfg.trainer.seed)
+    method = make_method(cfg, specs, task_info(data.train))
+    resume = last if state == "resume" and last.is_file() else None
+    if resume is not None:
+        check_specs(read_checkpoint(resume)[CHECKPOINT_KEY], specs, resume)
+    if state == "restart":
+        _clear_run(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     if not cfg.trainer.keep_epoch_checkpoints:
         kept = 0  # last.ckpt alone
     elif cfg.trainer.checkpoint_every_n_steps == 0:
@@ -209,31 +296,57 @@ def fit(cfg: RunConfig, dataset: MultimodalDataset | None = None) -> FitResult:
         if val_set is None
         else BatchLoader(on_device(val_set, device), min(cfg.data.batch_size, len(val_set)), shuffle=False)
     )
-    last = ckpt_dir / "last.ckpt"
-    resume = last if cfg.trainer.resume and last.is_file() else None
     trainer.fit(method, train_loader, val_loader, ckpt_path=resume, weights_only=True)
-    return FitResult(method, dataset, out, last if last.is_file() else None)
+    if trainer.is_global_zero:
+        done = {"epochs": trainer.current_epoch, "global_step": trainer.global_step}
+        _write_atomic(out / "done.json", json.dumps(done))
+    return FitResult(method, data, out, last if last.is_file() else None)
 
 
-def load_method(
-    checkpoint: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[BaseMethod, RunConfig]:
-    """Rebuild a trained method from a checkpoint written by :func:`fit` (loaded with ``weights_only=True``).
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`fit`, loaded with ``weights_only=True``.
 
     Raises:
-        ValueError: missing file, a file that is not a commlearn checkpoint, or a corrupt file.
+        ValueError: a missing file, a file that is not a PyTorch checkpoint, or one that commlearn did not write.
     """
-    path = Path(checkpoint)
+    path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
         raise ValueError(
-            f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            f"cannot read checkpoint {path}: not a PyTorch checkpoint, or a damaged one ({type(e).__name__})"
         ) from None
-    if not isinstance(state, dict) or CHECKPOINT_KEY not in state:
-        raise ValueError(f"{path} is not a commlearn checkpoint (no {CHECKPOINT_KEY!r} entry)")
+    if not isinstance(state, dict) or CHECKPOINT_KEY not in state or "state_dict" not in state:
+        raise ValueError(f"{path} is not a checkpoint written by commlearn fit (no {CHECKPOINT_KEY!r} entry)")
+    return state
+
+
+def _describe(specs: list[ModalitySpec] | list[dict[str, Any]]) -> str:
+    items = [s if isinstance(s, dict) else asdict(s) for s in specs]
+    return ", ".join(f"{s['name']} {s['kind']} {tuple(s['shape'])}" for s in items)
+
+
+def check_specs(extra: dict[str, Any], specs: list[ModalitySpec], checkpoint: Path) -> None:
+    """Raise a one-line ValueError unless ``specs`` equal the modality specs stored in a checkpoint."""
+    stored = [ModalitySpec(s["name"], s["kind"], tuple(s["shape"])) for s in extra["specs"]]
+    if stored != specs:
+        raise ValueError(
+            f"checkpoint {checkpoint} was trained on modalities [{_describe(stored)}] but its config now "
+            f"builds [{_describe(specs)}]: give the data.* settings of the training data"
+        )
+
+
+def load_method(
+    checkpoint: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[BaseMethod, RunConfig]:
+    """Rebuild a trained method from a checkpoint written by :func:`fit` (in eval mode).
+
+    Raises:
+        ValueError: see :func:`read_checkpoint`.
+    """
+    state = read_checkpoint(checkpoint, map_location)
     extra = state[CHECKPOINT_KEY]
     cfg = config_from_dict(extra["config"])
     specs = [ModalitySpec(s["name"], s["kind"], tuple(s["shape"])) for s in extra["specs"]]
@@ -242,3 +355,23 @@ def load_method(
     method.load_state_dict(state["state_dict"])
     method.eval()
     return method, cfg
+
+
+def load_run(
+    checkpoint: str | Path, data_overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[BaseMethod, RunConfig, DataSplits]:
+    """A trained method and the data its config describes (with ``data.*`` overrides, e.g. another root).
+
+    Raises:
+        ConfigError: an override outside ``data``.
+        ValueError: an unreadable checkpoint, or data whose modalities differ from the training data's.
+    """
+    method, cfg = load_method(checkpoint)
+    extra = parse_overrides(data_overrides)
+    if set(extra) - {"data"}:
+        raise ConfigError(f"only data.* overrides apply here, got {sorted(set(extra) - {'data'})}")
+    merge(cfg, extra)
+    data = build_data(cfg.data, cfg.trainer.seed)
+    stored = read_checkpoint(checkpoint)[CHECKPOINT_KEY]
+    check_specs(stored, list(data.train.modality_specs), Path(checkpoint))
+    return method, cfg, data

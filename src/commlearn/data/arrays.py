@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from commlearn.data.base import ArrayDataset, TaskType, infer_spec
+from commlearn.config import TaskType
+from commlearn.data.base import ArrayDataset, infer_spec
 
 
 def _read_array(path: Path) -> np.ndarray:

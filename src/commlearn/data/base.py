@@ -14,9 +14,10 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from commlearn.config import TaskType
+
 ModalityKind = Literal["image", "sequence", "vector", "tokens"]
 MODALITY_KINDS: tuple[str, ...] = ("image", "sequence", "vector", "tokens")
-TaskType = Literal["multiclass", "multilabel", "regression"]
 
 
 @dataclass(frozen=True)

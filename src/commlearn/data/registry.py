@@ -1,18 +1,42 @@
-"""Data set registry: a name (YAML ``data.name``) → a builder returning ``(train, validation-or-None)``."""
+"""Data set registry: a name (YAML ``data.name``) → a builder of the data a config describes.
+
+A builder takes ``(root, seed, **options)``; its keyword arguments are the data set's options (YAML
+``data.options``), so they and their defaults are written once, there. It returns a :class:`DataSplits` (or a
+single data set, used for everything).
+"""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from commlearn.config import ConfigError, DataConfig, check_options
 from commlearn.data.arrays import load_arrays
-from commlearn.data.base import ArrayDataset, MultimodalDataset
+from commlearn.data.base import MultimodalDataset
 from commlearn.data.synthetic import make_synthetic
 
-DatasetBuilder = Callable[..., MultimodalDataset]
+
+@dataclass
+class DataSplits:
+    """The sample sets a data config describes.
+
+    Attributes:
+        train: the pre-training samples.
+        probe_train: the samples linear probes are fitted on (None: ``train``).
+        test: the samples probes are scored on (None: the probe command holds out a random share of the
+            probe-train samples).
+    """
+
+    train: MultimodalDataset
+    probe_train: MultimodalDataset | None = None
+    test: MultimodalDataset | None = None
+
+
+DatasetBuilder = Callable[..., "MultimodalDataset | DataSplits"]
 
 
 def _synthetic(
@@ -36,53 +60,60 @@ def _arrays(
     task_type: str = "multiclass",
 ) -> MultimodalDataset:
     if root is None:
-        raise ValueError("data.root must name the .npz file or folder of .npy files for data.name=arrays")
+        raise ConfigError("data.root must name the .npz file or folder of .npy files for data.name=arrays")
     return load_arrays(root, modalities, labels, padding, task_type)  # type: ignore[arg-type]
 
 
 def _trifeature(
     root: str | None,
     seed: int,
-    preset: str = "cpu",
+    render: dict[str, Any] | None = None,
     biased: bool = False,
     n_pairs: int = 10_000,
+    n_probe_train_pairs: int = 6_000,
+    n_probe_test_pairs: int | None = None,
     share: str = "shape",
     unique: str = "texture",
     synergy: list[str] | None = None,
-) -> MultimodalDataset:
+) -> DataSplits:
+    """Bimodal Trifeature (``root``: the image cache folder). ``render``: :class:`RenderSettings` fields;
+    ``biased``: pre-train on pairs that follow the synergy mapping; the probe sets are unbiased."""
     from commlearn.data.trifeature import RenderSettings
     from commlearn.data.trifeature_pairs import Roles, build_trifeature
 
-    if preset not in ("cpu", "paper"):
-        raise ValueError(f"data.options.preset must be 'cpu' or 'paper', got {preset!r}")
-    settings = RenderSettings.cpu() if preset == "cpu" else RenderSettings.paper()
+    fields = [f.name for f in dataclasses.fields(RenderSettings)]
+    unknown = sorted(set(render or {}) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in data.options.render; valid keys: {fields}")
     roles = Roles(share, unique, tuple(synergy or ("texture", "color")))  # type: ignore[arg-type]
-    data = build_trifeature(settings, seed, roles, n_pairs, 2, 2, cache_dir=root)
-    return data.pretrain_biased if biased else data.pretrain_unbiased
+    data = build_trifeature(
+        RenderSettings(**(render or {})), seed, roles, n_pairs, n_probe_train_pairs, n_probe_test_pairs, root
+    )
+    train = data.pretrain_biased if biased else data.pretrain_unbiased
+    return DataSplits(train=train, probe_train=data.probe_train, test=data.probe_test)
 
 
 DATASETS: dict[str, DatasetBuilder] = {"synthetic": _synthetic, "arrays": _arrays, "trifeature": _trifeature}
 
 
 def register_dataset(name: str, builder: DatasetBuilder) -> None:
-    """Add a data set builder ``builder(root, seed, **options) -> MultimodalDataset``."""
+    """Add a data set builder ``builder(root, seed, **options) -> MultimodalDataset | DataSplits``."""
     DATASETS[name] = builder
 
 
-def build_dataset(name: str, root: str | None, seed: int, options: dict[str, Any]) -> MultimodalDataset:
-    """Build data set ``name`` from ``root`` with ``options``.
+def build_data(cfg: DataConfig, seed: int) -> DataSplits:
+    """The data ``cfg`` describes, for the run seed ``seed``.
 
     Raises:
-        ValueError: unknown data set name or option.
+        ConfigError: unknown data set name or option.
+        ValueError: unreadable or inconsistent data.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
-    builder = DATASETS[name]
-    allowed = [p for p in inspect.signature(builder).parameters if p not in ("root", "seed")]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for data set {name!r}; valid options: {allowed}")
-    return builder(root, seed, **options)
+    if cfg.name not in DATASETS:
+        raise ConfigError(f"unknown data set {cfg.name!r}; choose one of {sorted(DATASETS)}")
+    builder = DATASETS[cfg.name]
+    check_options(builder, cfg.options, f"data set {cfg.name!r}", skip=("root", "seed"))
+    built = builder(cfg.root, seed, **cfg.options)
+    return built if isinstance(built, DataSplits) else DataSplits(train=built)
 
 
 class Subset:
@@ -115,4 +146,4 @@ def split_dataset(
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
 
 
-__all__ = ["DATASETS", "ArrayDataset", "Subset", "build_dataset", "register_dataset", "split_dataset"]
+__all__ = ["DATASETS", "DataSplits", "Subset", "build_data", "register_dataset", "split_dataset"]

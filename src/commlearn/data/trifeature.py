@@ -120,7 +120,9 @@ _MASK64 = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """How Trifeature images are drawn. The defaults are the CPU preset (:meth:`cpu`).
+    """How Trifeature images are drawn. The defaults are those of the ``trifeature-cpu`` preset; the paper draws
+    224 px images with a 128 px shape template and a 16 px texture period, without supersampling
+    (``trifeature-paper``).
 
     Attributes:
         canvas_size: side of the square image, px.
@@ -157,16 +159,6 @@ class RenderSettings:
                 raise ValueError(f"{name} must be in [0, 180] degrees, got {value}")
         if not 1 <= self.supersample <= 8:
             raise ValueError(f"supersample must be in [1, 8], got {self.supersample}")
-
-    @classmethod
-    def paper(cls) -> RenderSettings:
-        """The paper's setting: 224 px canvas, 128 px shape template, rotations ±45 degrees."""
-        return cls(canvas_size=224, shape_size=128, texture_period=16.0, supersample=1)
-
-    @classmethod
-    def cpu(cls) -> RenderSettings:
-        """A small setting for CPU runs: 64 px canvas, 36 px template, 5 px texture period, 2x2 AA."""
-        return cls(canvas_size=64, shape_size=36, texture_period=5.0, supersample=2)
 
     def cache_key(self) -> str:
         """A short hex hash of these settings and the renderer version (names cache files)."""

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from commlearn.data.base import ModalitySpec, MultimodalBatch, TaskType
+from commlearn.config import TaskType
+from commlearn.data.base import ModalitySpec, MultimodalBatch
 from commlearn.data.trifeature import (
     _GOLDEN,
     ATTRIBUTES,

@@ -46,11 +46,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from commlearn.config import TASK_TYPES, TaskType
 
 __all__ = [
     "ProbeResult",
@@ -64,8 +65,6 @@ _COARSE_LOG10 = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
 _FINE_STEPS = (1.0, 0.5, 0.25)
 _TOL = 1e-4
 _MAX_ITER = 1000
-
-ProbeTaskType = Literal["multiclass", "multilabel", "regression"]
 
 
 @dataclass(frozen=True)
@@ -771,7 +770,7 @@ def probe_tasks(
     test_x: Tensor,
     test_labels: Tensor,
     task_names: Sequence[str],
-    task_type: ProbeTaskType = "multiclass",
+    task_type: TaskType = "multiclass",
     seed: int = 0,
     val_fraction: float = 0.4,
 ) -> dict[str, ProbeResult]:
@@ -796,8 +795,8 @@ def probe_tasks(
         ValueError: on an unknown ``task_type``, a name count that does not match the label columns, or any
             error of the underlying probe.
     """
-    if task_type not in ("multiclass", "multilabel", "regression"):
-        raise ValueError(f"task_type must be 'multiclass', 'multilabel' or 'regression', got {task_type!r}")
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"task_type must be one of {list(TASK_TYPES)}, got {task_type!r}")
     _check_features(train_x, test_x)
     _check_rows("train_labels", train_x, train_labels)
     _check_rows("test_labels", test_x, test_labels)

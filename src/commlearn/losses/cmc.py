@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from commlearn import dist
-from commlearn.losses.comm import LossOutput
+from commlearn.losses.base import ContrastiveLoss, LossOutput
 from commlearn.losses.info_nce import check_embeddings, check_temperature
 
 
@@ -41,7 +41,7 @@ def cross_view_nce(anchor: Tensor, target: Tensor, temperature: float = 0.1) -> 
     return loss, accuracy
 
 
-class CMCLoss(nn.Module):
+class CMCLoss(ContrastiveLoss):
     """CMC full-graph loss over ``n ≥ 2`` modalities and two augmented views.
 
     ``L = 1/(n(n−1)) Σ_{i ≠ j} ½ [ L^{z'_i → z''_j} + L^{z''_j → z'_i} ]``
@@ -64,17 +64,12 @@ class CMCLoss(nn.Module):
         temperature: τ > 0.
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
-        super().__init__()
-        check_temperature(temperature)
-        self.temperature = temperature
-
-    def forward(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> Tensor:
-        """Scalar loss; ``z1``, ``z2``: n unimodal embeddings (B, d) each, of views t' and t''."""
-        return self.compute(z1, z2).loss
-
     def compute(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> LossOutput:
-        """The loss with a term and an accuracy per ordered modality pair ``mi_mj`` (i: view t', j: t'')."""
+        """The loss with a term and an accuracy per ordered modality pair ``mi_mj`` (i: view t', j: t'').
+
+        Args:
+            z1, z2: n unimodal embeddings (B, d) each, of views t' and t''.
+        """
         if len(z1) != len(z2):
             raise ValueError(f"both views need the same number of modalities, got {len(z1)} and {len(z2)}")
         n = len(z1)

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from commlearn.losses.info_nce import check_temperature, nce_with_accuracy
-
-
-@dataclass
-class LossOutput:
-    """A loss value with its named parts for logging.
-
-    Attributes:
-        loss: the scalar to minimise (0-dim, with gradient).
-        terms: detached 0-dim tensors, one per named term (``"nce_full"``, ``"nce_m0"``...).
-        accuracies: detached 0-dim top-1 SSL accuracies, one per term.
-    """
-
-    loss: Tensor
-    terms: dict[str, Tensor]
-    accuracies: dict[str, Tensor]
-
-    def log_dict(self, prefix: str = "") -> dict[str, Tensor]:
-        """All values flattened with ``prefix`` for a logger."""
-        out = {f"{prefix}loss": self.loss.detach()}
-        out.update({f"{prefix}{k}": v for k, v in self.terms.items()})
-        out.update({f"{prefix}acc_{k}": v for k, v in self.accuracies.items()})
-        return out
+from commlearn.losses.base import ContrastiveLoss, LossOutput
+from commlearn.losses.info_nce import nce_with_accuracy
 
 
-class CoMMLoss(nn.Module):
+class CoMMLoss(ContrastiveLoss):
     """CoMM loss over ``n`` modalities (DESIGN §3).
 
     ``L = Σ_k w_k · ½ [NCE(z'_k, z''_full) + NCE(z''_k, z'_full)]`` with ``k = 1..n+1`` and
@@ -48,27 +26,21 @@ class CoMMLoss(nn.Module):
     """
 
     def __init__(self, temperature: float = 0.1, weights: Sequence[float] | None = None) -> None:
-        super().__init__()
-        check_temperature(temperature)
+        super().__init__(temperature)
         if weights is not None and (len(weights) < 2 or any(w < 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(
                 f"weights must be ≥ 2 non-negative numbers with a positive sum, got {list(weights)}"
             )
-        self.temperature = temperature
         self.weights = None if weights is None else [float(w) / sum(weights) for w in weights]
 
-    def forward(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> Tensor:
-        """Scalar CoMM loss.
+    def compute(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> LossOutput:
+        """The loss with its per-term values and SSL accuracies.
 
         Args:
             z1: n+1 embeddings (B, d) of view t' — one per single-modality mask in modality order, then the
                 full (all-modality) embedding **last**.
             z2: the same for view t''.
         """
-        return self.compute(z1, z2).loss
-
-    def compute(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> LossOutput:
-        """The loss with its per-term values and SSL accuracies (see :meth:`forward` for the inputs)."""
         if len(z1) != len(z2):
             raise ValueError(f"both views need the same number of embeddings, got {len(z1)} and {len(z2)}")
         if len(z1) < 2:

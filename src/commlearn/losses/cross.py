@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from commlearn.losses.comm import LossOutput
-from commlearn.losses.info_nce import check_temperature, nce_with_accuracy
+from commlearn.losses.base import ContrastiveLoss, LossOutput
+from commlearn.losses.info_nce import nce_with_accuracy
 
 
 def cross_modal_terms(zs: Sequence[Tensor], temperature: float) -> LossOutput:
@@ -28,28 +28,19 @@ def cross_modal_terms(zs: Sequence[Tensor], temperature: float) -> LossOutput:
     return LossOutput(loss=total, terms=terms, accuracies=accs)
 
 
-class CrossLoss(nn.Module):
+class CrossLoss(ContrastiveLoss):
     """CLIP-style cross-modal InfoNCE: mean over all modality pairs of ``NCE(z_i, z_j)``.
 
     Args:
         temperature: τ > 0.
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
-        super().__init__()
-        check_temperature(temperature)
-        self.temperature = temperature
-
-    def forward(self, zs: Sequence[Tensor]) -> Tensor:
-        """Scalar loss for n unimodal embeddings (B, d) of the same samples."""
-        return self.compute(zs).loss
-
     def compute(self, zs: Sequence[Tensor]) -> LossOutput:
-        """Loss with per-pair terms and accuracies."""
+        """Loss with per-pair terms and accuracies for n unimodal embeddings (B, d) of the same samples."""
         return cross_modal_terms(zs, self.temperature)
 
 
-class CrossSelfLoss(nn.Module):
+class CrossSelfLoss(ContrastiveLoss):
     """Cross+Self (SLIP-like): cross-modal InfoNCE plus within-modality SimCLR terms.
 
     ``L = ½ [Cross(z') + Cross(z'')] + ssl_scale · ½ Σ_i NCE(z'_i, z''_i)`` where ``z'_i, z''_i`` are the
@@ -62,19 +53,13 @@ class CrossSelfLoss(nn.Module):
     """
 
     def __init__(self, temperature: float = 0.1, ssl_scale: float = 1.0) -> None:
-        super().__init__()
-        check_temperature(temperature)
+        super().__init__(temperature)
         if ssl_scale < 0:
             raise ValueError(f"ssl_scale must be ≥ 0, got {ssl_scale}")
-        self.temperature = temperature
         self.ssl_scale = ssl_scale
 
-    def forward(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> Tensor:
-        """Scalar loss for two views, each n unimodal embeddings (B, d)."""
-        return self.compute(z1, z2).loss
-
     def compute(self, z1: Sequence[Tensor], z2: Sequence[Tensor]) -> LossOutput:
-        """Loss with its cross and self terms."""
+        """Loss with its cross and self terms for two views, each n unimodal embeddings (B, d)."""
         if len(z1) != len(z2):
             raise ValueError(f"both views need the same number of modalities, got {len(z1)} and {len(z2)}")
         c1 = cross_modal_terms(z1, self.temperature)

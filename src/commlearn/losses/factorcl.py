@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from commlearn.losses.comm import LossOutput
+from commlearn.losses.base import LossOutput
 
 
 def _linear(layer: nn.Linear, x: Tensor, frozen: bool) -> Tensor:

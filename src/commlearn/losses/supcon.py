@@ -6,14 +6,14 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from commlearn import dist
-from commlearn.losses.comm import LossOutput
-from commlearn.losses.info_nce import check_embeddings, check_temperature
+from commlearn.losses.base import ContrastiveLoss, LossOutput
+from commlearn.losses.info_nce import check_embeddings
 
 
-class SupConLoss(nn.Module):
+class SupConLoss(ContrastiveLoss):
     """SupCon ``L^sup_out`` over V views of B labelled samples.
 
     The V·B embeddings are L2-normalised. For every anchor ``a`` (view v of sample i),
@@ -33,22 +33,13 @@ class SupConLoss(nn.Module):
         temperature: τ > 0.
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
-        super().__init__()
-        check_temperature(temperature)
-        self.temperature = temperature
-
-    def forward(self, views: Sequence[Tensor], labels: Tensor) -> Tensor:
-        """Scalar SupCon loss.
+    def compute(self, views: Sequence[Tensor], labels: Tensor) -> LossOutput:
+        """The loss, the share of anchors with a positive, and the top-1 neighbour label accuracy.
 
         Args:
             views: V ≥ 1 embeddings (B, d) of the same B samples (augmentations and/or modalities).
             labels: (B,) integer class labels.
         """
-        return self.compute(views, labels).loss
-
-    def compute(self, views: Sequence[Tensor], labels: Tensor) -> LossOutput:
-        """The loss, the share of anchors with a positive, and the top-1 neighbour label accuracy."""
         if len(views) < 1:
             raise ValueError("SupCon needs at least one view, got none")
         for v in views:

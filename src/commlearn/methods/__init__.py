@@ -1,14 +1,11 @@
 """Self-supervised (and supervised) methods on a shared Lightning base, and their registry."""
 
-from commlearn.methods.base import BaseMethod, concat_views
-from commlearn.methods.cmc import CMC
+from commlearn.methods.base import BaseMethod, FusionMethod, concat_views
 from commlearn.methods.comm import CoMM
-from commlearn.methods.cross import Cross, CrossSelf, UnimodalEncoders
 from commlearn.methods.factorcl import FactorCL, FactorCLSup
-from commlearn.methods.registry import METHODS, Optim, TaskInfo, build_method, method_options
-from commlearn.methods.simclr import SimCLR
-from commlearn.methods.supcon import SupCon
+from commlearn.methods.registry import METHODS, build_method, method_class, method_options
 from commlearn.methods.supervised import Supervised, load_encoder_weights
+from commlearn.methods.unimodal import CMC, Cross, CrossSelf, SimCLR, SupCon, UnimodalEncoders, UnimodalMethod
 
 __all__ = [
     "CMC",
@@ -19,14 +16,15 @@ __all__ = [
     "CrossSelf",
     "FactorCL",
     "FactorCLSup",
-    "Optim",
+    "FusionMethod",
     "SimCLR",
     "SupCon",
     "Supervised",
-    "TaskInfo",
     "UnimodalEncoders",
+    "UnimodalMethod",
     "build_method",
     "concat_views",
     "load_encoder_weights",
+    "method_class",
     "method_options",
 ]

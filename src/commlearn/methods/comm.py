@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
-from commlearn.data.base import MultimodalBatch
-from commlearn.losses.comm import CoMMLoss, LossOutput
+from commlearn.config import ModelConfig, OptimConfig, TaskInfo
+from commlearn.data.base import ModalitySpec, MultimodalBatch
+from commlearn.losses.base import LossOutput
+from commlearn.losses.comm import CoMMLoss
 from commlearn.methods.base import FusionMethod, concat_views
+from commlearn.nn.factory import build_fusion, build_head
 from commlearn.nn.fusion import MMFusion
 
 
@@ -23,9 +27,11 @@ class CoMM(FusionMethod):
         model: the multimodal encoder.
         head: projection head applied to every embedding.
         augment: two-view multimodal augmentation.
+        optim: optimiser settings.
         temperature: τ of the loss.
-        loss_weights: optional n+1 weights of the loss terms (masked terms, then the full term).
-        **kwargs: optimiser settings of :class:`BaseMethod`.
+        loss_weights: optional n+1 weights of the loss terms (masked terms in modality order, then the full
+            term): ``[0, …, 0, 1]`` keeps only the full-view term L, ``[1, …, 1, 0]`` only the
+            single-modality terms Σ L_i (the paper's loss ablation, Fig. 6).
     """
 
     def __init__(
@@ -33,20 +39,30 @@ class CoMM(FusionMethod):
         model: MMFusion,
         head: nn.Module,
         augment: nn.Module | None = None,
+        optim: OptimConfig | None = None,
+        *,
         temperature: float = 0.1,
         loss_weights: Sequence[float] | None = None,
-        **kwargs: float | int | str,
     ) -> None:
-        super().__init__(augment=augment, **kwargs)  # type: ignore[arg-type]
+        super().__init__(augment, optim)
         self.model = model
         self.head = head
         self.loss_fn = CoMMLoss(temperature, loss_weights)
 
+    @classmethod
+    def from_config(
+        cls,
+        specs: Sequence[ModalitySpec],
+        model: ModelConfig,
+        augment: nn.Module | None,
+        optim: OptimConfig,
+        task: TaskInfo | None,
+        **options: Any,
+    ) -> CoMM:
+        return cls(build_fusion(specs, model), build_head(model.embed_dim, model), augment, optim, **options)
+
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
-        if batch.n_modalities != self.model.n_modalities:
-            raise ValueError(
-                f"CoMM was built for {self.model.n_modalities} modalities, the batch has {batch.n_modalities}"
-            )
+        self._check_batch(batch)
         b = batch.batch_size
         v1, v2 = self.views(batch)
         xs, pads = concat_views(v1, v2, batch.padding)

@@ -9,16 +9,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from commlearn.data.base import MultimodalBatch
-from commlearn.losses.comm import LossOutput
+from commlearn.config import TASK_TYPES, ModelConfig, OptimConfig, TaskInfo
+from commlearn.data.base import ModalitySpec, MultimodalBatch
+from commlearn.losses.base import LossOutput
 from commlearn.losses.factorcl import FactorCLLoss
 from commlearn.methods.base import BaseMethod, concat_views
-from commlearn.methods.cross import UnimodalEncoders
-from commlearn.methods.supervised import TASK_TYPES, select_targets
+from commlearn.methods.supervised import select_targets
+from commlearn.methods.unimodal import UnimodalEncoders, unimodal_encoders
+from commlearn.nn.factory import build_head
+
+
+def _factor_modules(
+    specs: Sequence[ModalitySpec], model: ModelConfig
+) -> tuple[UnimodalEncoders, list[nn.Module], list[nn.Module]]:
+    """Encoders, shared heads and unique heads (one each per modality) of FactorCL."""
+    encoders, dims = unimodal_encoders(specs, model)
+    return encoders, [build_head(d, model) for d in dims], [build_head(d, model) for d in dims]
 
 
 class _FactorCLBase(BaseMethod):
     """Encoders and the shared / unique heads of FactorCL; probe features ``[S_1, U_1, ..., S_n, U_n]``."""
+
+    min_modalities = 2
 
     def __init__(
         self,
@@ -26,11 +38,11 @@ class _FactorCLBase(BaseMethod):
         shared_heads: Sequence[nn.Module],
         unique_heads: Sequence[nn.Module],
         augment: nn.Module | None,
-        **kwargs: Any,
+        optim: OptimConfig | None,
     ) -> None:
-        super().__init__(augment=augment, **kwargs)
+        super().__init__(augment, optim)
         n = encoders.n_modalities
-        if n < 2:
+        if n < self.min_modalities:
             raise ValueError(f"FactorCL needs at least 2 modalities (it factorises pairs), got {n}")
         if len(shared_heads) != n or len(unique_heads) != n:
             raise ValueError(
@@ -57,20 +69,17 @@ class _FactorCLBase(BaseMethod):
                 f"{batch.n_modalities}"
             )
 
-    def embed(self, batch: MultimodalBatch) -> Tensor:
-        shared, unique = self.factors(batch.inputs, batch.padding)
-        return torch.cat([t for pair in zip(shared, unique, strict=True) for t in pair], dim=1)
+    def feature_modalities(self, n_modalities: int) -> list[int]:
+        return list(range(min(n_modalities, self.encoders.n_modalities)))
 
-    def part_modalities(self, n_modalities: int) -> list[int] | None:
-        return list(range(n_modalities)) if n_modalities == self.encoders.n_modalities else None
-
-    def embed_part(self, i: int, x: Tensor, padding: Tensor | None) -> Tensor:
+    def embed_modality(self, i: int, x: Tensor, padding: Tensor | None) -> Tensor:
         """``[S_i, U_i]`` (B, 2·d) of modality ``i``."""
         f = self.encoders.forward_one(i, x, padding)
         return torch.cat([self.shared_heads[i](f), self.unique_heads[i](f)], dim=1)
 
     def embed_joint(self, parts: Sequence[Any]) -> Tensor:
-        return torch.cat(list(parts), dim=1)
+        """``[S_i, U_i]`` of the present modalities, in modality order."""
+        return torch.cat([p for p in parts if p is not None], dim=1)
 
 
 class FactorCL(_FactorCLBase):
@@ -90,9 +99,9 @@ class FactorCL(_FactorCLBase):
         unique_heads: per modality, features (B, F_i) → ``U_i`` (B, dim).
         dim: output width of the heads.
         augment: two-view multimodal augmentation.
+        optim: optimiser settings.
         critic_hidden: hidden width of the critics.
         critic_layers: hidden-to-hidden layers of the critics.
-        **kwargs: optimiser settings of :class:`BaseMethod`.
     """
 
     def __init__(
@@ -102,12 +111,25 @@ class FactorCL(_FactorCLBase):
         unique_heads: Sequence[nn.Module],
         dim: int,
         augment: nn.Module | None = None,
+        optim: OptimConfig | None = None,
+        *,
         critic_hidden: int = 512,
         critic_layers: int = 1,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(encoders, shared_heads, unique_heads, augment, **kwargs)
+        super().__init__(encoders, shared_heads, unique_heads, augment, optim)
         self.loss_fn = FactorCLLoss(encoders.n_modalities, dim, dim, dim, critic_hidden, critic_layers)
+
+    @classmethod
+    def from_config(
+        cls,
+        specs: Sequence[ModalitySpec],
+        model: ModelConfig,
+        augment: nn.Module | None,
+        optim: OptimConfig,
+        task: TaskInfo | None,
+        **options: Any,
+    ) -> FactorCL:
+        return cls(*_factor_modules(specs, model), model.head_out, augment, optim, **options)
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         self._check_batch(batch)
@@ -133,9 +155,11 @@ class FactorCLSup(_FactorCLBase):
         label_dim: number of classes (multiclass), labels (multilabel) or targets (regression).
         label_column: label column of a multiclass task.
         augment: multimodal augmentation (None: raw inputs).
+        optim: optimiser settings.
         critic_hidden, critic_layers: critic size.
-        **kwargs: optimiser settings of :class:`BaseMethod`.
     """
+
+    needs_labels = True
 
     def __init__(
         self,
@@ -147,11 +171,12 @@ class FactorCLSup(_FactorCLBase):
         label_dim: int,
         label_column: int = 0,
         augment: nn.Module | None = None,
+        optim: OptimConfig | None = None,
+        *,
         critic_hidden: int = 512,
         critic_layers: int = 1,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(encoders, shared_heads, unique_heads, augment, **kwargs)
+        super().__init__(encoders, shared_heads, unique_heads, augment, optim)
         if task_type not in TASK_TYPES:
             raise ValueError(f"task_type must be one of {list(TASK_TYPES)}, got {task_type!r}")
         if label_dim < 1:
@@ -161,6 +186,29 @@ class FactorCLSup(_FactorCLBase):
         self.label_column = label_column
         n = encoders.n_modalities
         self.loss_fn = FactorCLLoss(n, dim, label_dim, label_dim, critic_hidden, critic_layers)
+
+    @classmethod
+    def from_config(
+        cls,
+        specs: Sequence[ModalitySpec],
+        model: ModelConfig,
+        augment: nn.Module | None,
+        optim: OptimConfig,
+        task: TaskInfo | None,
+        **options: Any,
+    ) -> FactorCLSup:
+        assert task is not None  # the registry checks needs_labels
+        modules = _factor_modules(specs, model)
+        return cls(
+            *modules,
+            model.head_out,
+            task.task_type,
+            task.n_outputs,
+            task.label_column,
+            augment,
+            optim,
+            **options,
+        )
 
     def encode_labels(self, labels: Tensor | None) -> Tensor:
         """Labels → (B, label_dim) float: one-hot, multi-hot or values."""

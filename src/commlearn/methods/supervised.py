@@ -6,6 +6,7 @@ fine-tuned CoMM rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from commlearn.data.base import MultimodalBatch, TaskType
-from commlearn.losses.comm import LossOutput
+from commlearn.config import TASK_TYPES, ModelConfig, OptimConfig, TaskInfo, TaskType
+from commlearn.data.base import ModalitySpec, MultimodalBatch
+from commlearn.losses.base import LossOutput
 from commlearn.methods.base import FusionMethod
+from commlearn.nn.factory import build_fusion
 from commlearn.nn.fusion import MMFusion
-
-TASK_TYPES: tuple[str, ...] = ("multiclass", "multilabel", "regression")
 
 
 def select_targets(labels: Tensor | None, task_type: str, label_column: int, method: str) -> Tensor:
@@ -100,11 +101,13 @@ class Supervised(FusionMethod):
         task_type: ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
         label_column: label column of a multiclass task.
         augment: multimodal augmentation (None: raw inputs).
+        optim: optimiser settings.
         init_checkpoint: a CoMM / supervised checkpoint whose ``model.*`` weights initialise ``model`` at the
             start of a fresh fit (not when resuming: the resumed checkpoint has the weights). Call
             :meth:`load_encoder` to load them outside ``Trainer.fit``.
-        **kwargs: optimiser settings of :class:`BaseMethod`.
     """
+
+    needs_labels = True
 
     def __init__(
         self,
@@ -113,10 +116,11 @@ class Supervised(FusionMethod):
         task_type: TaskType = "multiclass",
         label_column: int = 0,
         augment: nn.Module | None = None,
+        optim: OptimConfig | None = None,
+        *,
         init_checkpoint: str | None = None,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(augment=augment, **kwargs)
+        super().__init__(augment, optim)
         if task_type not in TASK_TYPES:
             raise ValueError(f"task_type must be one of {list(TASK_TYPES)}, got {task_type!r}")
         self.model = model
@@ -124,6 +128,22 @@ class Supervised(FusionMethod):
         self.task_type = task_type
         self.label_column = label_column
         self.init_checkpoint = init_checkpoint
+
+    @classmethod
+    def from_config(
+        cls,
+        specs: Sequence[ModalitySpec],
+        model: ModelConfig,
+        augment: nn.Module | None,
+        optim: OptimConfig,
+        task: TaskInfo | None,
+        **options: Any,
+    ) -> Supervised:
+        assert task is not None  # the registry checks needs_labels
+        head = nn.Linear(model.embed_dim, task.n_outputs)
+        return cls(
+            build_fusion(specs, model), head, task.task_type, task.label_column, augment, optim, **options
+        )
 
     def load_encoder(self, path: str | Path) -> None:
         """Initialise the encoder from a checkpoint's ``model.*`` weights (:func:`load_encoder_weights`)."""
@@ -134,11 +154,7 @@ class Supervised(FusionMethod):
             self.load_encoder(self.init_checkpoint)
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
-        if batch.n_modalities != self.model.n_modalities:
-            raise ValueError(
-                f"the model was built for {self.model.n_modalities} modalities, "
-                f"the batch has {batch.n_modalities}"
-            )
+        self._check_batch(batch)
         target = select_targets(batch.labels, self.task_type, self.label_column, "supervised")
         out = self.head(self.model(self.one_view(batch), batch.padding))
         accs: dict[str, Tensor] = {}

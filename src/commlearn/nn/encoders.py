@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from commlearn.nn.fusion import sincos_positions
@@ -73,85 +71,6 @@ class ConvEncoder(nn.Module):
         return self.net(x)
 
 
-_WGRAD_CHUNK_BYTES = 64 * 2**20  # largest im2col block of _Conv3x3WeightGradGemm's backward
-
-
-class _Conv3x3WeightGradGemm(torch.autograd.Function):
-    """A 3×3, stride-1, padding-1 convolution of channels-last float32 CPU activations whose backward
-    computes the weight gradient as one matrix product on an im2col copy of the input.
-
-    oneDNN's weight gradient for these layers runs at ~0.7 of the machine's matmul peak (AlexNet's 13×13 maps,
-    128 images, 2 AVX2 cores), the matrix product at 0.8–1.0; with the copy, the three 3×3 layers of a trunk
-    take ~0.1 s less per forward + backward of 128 images. The forward and the input gradient stay oneDNN's.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # noqa: D102
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return F.conv2d(x, weight, bias, padding=1)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # noqa: D102
-        x, weight = ctx.saved_tensors
-        b, c_in, h, w = x.shape
-        c_out = weight.shape[0]
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
-            )[0]
-        rows = grad.permute(0, 2, 3, 1).reshape(b * h * w, c_out)  # (B·H·W, C_out), a view: grad is NHWC
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (B, H+2, W+2, C_in), contiguous
-            sb, sh, sw, sc = padded.stride()
-            patches = padded.as_strided((b, h, w, 3, 3, c_in), (sb, sh, sw, sh, sw, sc))
-            step = max(1, _WGRAD_CHUNK_BYTES // (h * w * 9 * c_in * x.element_size()))
-            for start in range(0, b, step):  # im2col in blocks of images: bounded extra memory
-                cols = patches[start : start + step].reshape(-1, 9 * c_in)  # (n·H·W, 9·C_in), a copy
-                block = rows[start * h * w : (start + step) * h * w].t()
-                # out-of-place products (not addmm_), so that torch.utils.flop_counter counts them
-                grad_w = block @ cols if grad_w is None else torch.addmm(grad_w, block, cols)
-            assert grad_w is not None
-            grad_w = grad_w.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2)
-        grad_b = rows.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b
-
-
-class _Relayout(torch.autograd.Function):
-    """``x`` copied to ``layout``, its gradient copied back to ``grad_layout``.
-
-    ``x.contiguous(memory_format=...)`` passes the gradient on in whatever layout it arrives; the layers
-    before may want it in another one and then convert a larger tensor (AlexNet: the 55×55 map before the
-    first max-pool instead of the 27×27 map after it).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, layout: torch.memory_format, grad_layout: torch.memory_format) -> Tensor:  # noqa: D102
-        ctx.grad_layout = grad_layout
-        return x.contiguous(memory_format=layout)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
-        return grad.contiguous(memory_format=ctx.grad_layout), None, None
-
-
-def _conv3x3_cpu(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``conv(x)`` for a 3×3 stride-1 padding-1 convolution, with :class:`_Conv3x3WeightGradGemm`'s faster
-    backward where it applies (float32 channels-last CPU input, gradients on, no autocast)."""
-    if (
-        torch.is_grad_enabled()
-        and conv.weight.requires_grad
-        and x.dtype == conv.weight.dtype == torch.float32
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not torch.is_autocast_enabled("cpu")
-    ):
-        return _Conv3x3WeightGradGemm.apply(x, conv.weight, conv.bias)  # type: ignore[no-any-return]
-    return conv(x)
-
-
 class AlexNetEncoder(nn.Module):
     """AlexNet's convolutional trunk (randomly initialised), 224 px images → (B, 256, 6, 6).
 
@@ -181,31 +100,12 @@ class AlexNetEncoder(nn.Module):
         )  # fmt: skip
         self.out_dim = 256
         self.grid = grid
-        self._nchw_conv = 4  # index in ``net`` of the 5×5 convolution, run on NCHW activations on CPU
-        self._conv3x3 = (7, 9, 11)  # indices of the 3×3 convolutions (a faster weight gradient on CPU)
 
     def forward(self, x: Tensor) -> Tensor:
         """Images (B, C, 224, 224), uint8 or float → feature map (B, 256, grid, grid), float32."""
         if x.ndim != 4:
             raise ValueError(f"AlexNetEncoder expects images (batch, C, H, W), got {tuple(x.shape)}")
-        if x.device.type != "cpu":
-            return self.net(x)
-        # oneDNN on CPU (measured, 128 images of 224 px, 2 cores): channels-last activations make the max-pools
-        # ~4× and the 11×11 and 3×3 convolutions ~10 % faster, while the 5×5 convolution is faster on NCHW; with
-        # the 3×3 weight gradients as matrix products, forward + backward goes from 3.17 to 2.86 s and forward
-        # alone from 1.20 to 0.96 s. The weights keep their layout (oneDNN reorders them, for little), so
-        # checkpoints and other devices see no change.
-        layers = list(self.net)
-        x = layers[0](x).contiguous(memory_format=torch.channels_last)
-        for index, layer in enumerate(layers[1:], start=1):
-            if index == self._nchw_conv:
-                nchw, nhwc = torch.contiguous_format, torch.channels_last
-                x = _Relayout.apply(layer(_Relayout.apply(x, nchw, nhwc)), nhwc, nchw)
-            elif isinstance(layer, nn.Conv2d) and index in self._conv3x3:
-                x = _conv3x3_cpu(layer, x)
-            else:
-                x = layer(x)
-        return x
+        return self.net(x)
 
 
 class MLPEncoder(nn.Module):

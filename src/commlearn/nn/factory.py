@@ -1,13 +1,13 @@
-"""Declarative model settings and the default encoder + adapter for each modality kind."""
+"""The default encoder + adapter for each modality kind, built from a :class:`~commlearn.config.ModelConfig`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from commlearn.config import ModelConfig
 from commlearn.data.base import ModalitySpec
 from commlearn.nn.adapters import FeatureTokenizer, PatchTokens, SequenceTokens, VectorToken
 from commlearn.nn.encoders import (
@@ -20,43 +20,6 @@ from commlearn.nn.encoders import (
 )
 from commlearn.nn.fusion import MMFusion
 from commlearn.nn.heads import ProjectionHead
-
-
-@dataclass
-class ModelConfig:
-    """Architecture of the encoders, adapters, fusion and head (YAML section ``model``).
-
-    Attributes:
-        embed_dim: token width D and size of the fused embedding Z.
-        n_heads, n_layers, pool: fusion transformer settings.
-        head_hidden, head_out, head_batch_norm: projection head ``embed_dim → head_hidden… → head_out``.
-        image_encoder: ``"cnn"`` (strided CNN, :class:`ConvEncoder`) or ``"alexnet"``.
-        image_channels: CNN stage widths (``"cnn"``).
-        image_positions: patch position embeddings: ``"learned"``, ``"sincos"`` or ``"none"``.
-        sequence_encoder: ``"gru"``, ``"transformer"`` or ``"linear"`` (no encoder: tokens from the raw steps).
-        sequence_dim: width of the sequence encoder.
-        vector_encoder: ``"mlp"`` (→ one token) or ``"tokenizer"`` (one token per feature, no encoder).
-        vector_dim: width of the vector MLP.
-        vocab_size: token-id vocabulary (``"tokens"`` modalities).
-        unimodal_pool: how unimodal baselines pool feature maps / sequences: ``"flatten"`` or ``"mean"``.
-    """
-
-    embed_dim: int = 128
-    n_heads: int = 4
-    n_layers: int = 1
-    pool: str = "cls"
-    head_hidden: list[int] = field(default_factory=lambda: [512])
-    head_out: int = 128
-    head_batch_norm: bool = True
-    image_encoder: str = "cnn"
-    image_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    image_positions: str = "learned"
-    sequence_encoder: str = "gru"
-    sequence_dim: int = 128
-    vector_encoder: str = "mlp"
-    vector_dim: int = 256
-    vocab_size: int = 30522
-    unimodal_pool: str = "flatten"
 
 
 def _choice(value: str, allowed: Sequence[str], what: str) -> str:
