@@ -73,10 +73,23 @@ def test_fit_with_the_preset_trains_what_the_experiment_trains(tmp_path: Path) -
     assert factorcl.data.options["biased"] is True
 
 
-def test_table_names_the_source_of_the_paper_numbers() -> None:
-    table = format_table({"comm": {"R": 1.0, "U1": 2.0, "U2": 3.0, "S": 4.0}})
-    assert "| CoMM | 1.0 | 2.0 | 3.0 | 4.0 | 99.9 | 87.8 | 71.9 |" in table
-    assert "Dufumier et al., ICLR 2025, Fig. 3" in table
+def test_table_names_the_source_of_every_reference_number() -> None:
+    scores = {"R": 1.0, "U1": 2.0, "U2": 3.0, "S": 4.0}
+    table = format_table({"comm": scores, "infmasking": scores, "simclr": scores})
+    assert (
+        "| CoMM | 1.0 | 2.0 | 3.0 | 4.0 | 99.9 | 87.8 | 71.9 | CoMM paper (Dufumier et al., ICLR 2025), Fig. 3 |"
+        in table
+    )
+    assert (
+        "| InfMasking | 1.0 | 2.0 | 3.0 | 4.0 | 99.9 | 90.6 | 77.0 | InfMasking paper (Wen et al., NeurIPS 2025) |"
+        in table
+    )
+    assert "| simclr | 1.0 | 2.0 | 3.0 | 4.0 | – | – | – | – |" in table
+
+
+def test_infmasking_runs_in_the_experiment(tmp_path: Path) -> None:
+    results = run_experiment("tiny", ["infmasking"], tmp_path / "out", _small(tmp_path / "cache", 64, 100))
+    assert set(results["infmasking"]) == {"R", "U1", "U2", "S"}
 
 
 @pytest.mark.parametrize(

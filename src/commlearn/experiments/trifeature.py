@@ -25,15 +25,22 @@ from commlearn.config import RunConfig, load_config, preset_names
 TASKS = ("R", "U1", "U2", "S")
 REGIMES = {"unbiased": ("R", "U1", "U2"), "biased": ("S",)}
 
-# Linear-probe accuracies of the paper (ICLR 2025, Fig. 3; 224 px, AlexNet, 100 epochs). U is reported once.
-PAPER = {
-    "cross": {"R": 100.0, "U": 11.6, "S": 50.0},
-    "factorcl": {"R": 99.8, "U": 62.5, "S": 46.5},
-    "cross_self": {"R": 99.7, "U": 86.9, "S": 50.0},
-    "comm": {"R": 99.9, "U": 87.8, "S": 71.9},
+# Reference linear-probe accuracies (224 px, AlexNet, 100 epochs; U is reported once) and where each is from.
+_COMM_PAPER = "CoMM paper (Dufumier et al., ICLR 2025), Fig. 3"
+REFERENCES: dict[str, tuple[dict[str, float], str]] = {
+    "cross": ({"R": 100.0, "U": 11.6, "S": 50.0}, _COMM_PAPER),
+    "factorcl": ({"R": 99.8, "U": 62.5, "S": 46.5}, _COMM_PAPER),
+    "cross_self": ({"R": 99.7, "U": 86.9, "S": 50.0}, _COMM_PAPER),
+    "comm": ({"R": 99.9, "U": 87.8, "S": 71.9}, _COMM_PAPER),
+    "infmasking": ({"R": 99.9, "U": 90.6, "S": 77.0}, "InfMasking paper (Wen et al., NeurIPS 2025)"),
 }
-PAPER_SOURCE = "paper: Dufumier et al., ICLR 2025, Fig. 3 (224 px, AlexNet, 100 epochs)"
-LABELS = {"comm": "CoMM", "cross": "Cross", "cross_self": "Cross+Self", "factorcl": "FactorCL"}
+LABELS = {
+    "comm": "CoMM",
+    "cross": "Cross",
+    "cross_self": "Cross+Self",
+    "factorcl": "FactorCL",
+    "infmasking": "InfMasking",
+}
 
 
 def preset_config(preset: str) -> str:
@@ -158,17 +165,16 @@ def _previous_results(
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    """Markdown table of our accuracies beside the paper's, with the source of the paper's numbers."""
+    """Markdown table of our accuracies beside the published ones, each with its source."""
     lines = [
-        "| method | R | U1 | U2 | S | paper R | paper U | paper S |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | R | U1 | U2 | S | published R | published U | published S | source |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        ref = PAPER.get(name, {})
+        ref, source = REFERENCES.get(name, ({}, "–"))
         cells = [f"{r.get(t, float('nan')):.1f}" for t in TASKS]
         refs = [f"{ref[k]:.1f}" if k in ref else "–" for k in ("R", "U", "S")]
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells + refs) + " |")
-    lines.append(f"\n{PAPER_SOURCE}")
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join([*cells, *refs, source]) + " |")
     return "\n".join(lines)
 
 

@@ -11,6 +11,32 @@ from commlearn.losses.base import ContrastiveLoss, LossOutput
 from commlearn.losses.info_nce import nce_with_accuracy
 
 
+def comm_terms(
+    z1: Sequence[Tensor], z2: Sequence[Tensor], temperature: float
+) -> list[tuple[str, Tensor, Tensor]]:
+    """CoMM's n+1 terms ``½ [NCE(z'_k, z''_full) + NCE(z''_k, z'_full)]`` with their top-1 accuracies.
+
+    Args:
+        z1: n+1 embeddings (B, d) of view t': one per single-modality mask, the full one **last**.
+        z2: the same for view t''.
+        temperature: τ > 0.
+
+    Returns:
+        ``[(name, term, accuracy)]`` for ``m0 .. m{n-1}, full``; terms keep their gradient.
+    """
+    full1, full2 = z1[-1], z2[-1]
+    n = len(z1) - 1
+    out = []
+    for k, (a1, a2) in enumerate(zip(z1, z2, strict=True)):
+        l12, acc12 = nce_with_accuracy(a1, full2, temperature)
+        if k == n:  # NCE is symmetric: NCE(z''_full, z'_full) equals NCE(z'_full, z''_full)
+            out.append(("full", l12, acc12))
+        else:
+            l21, acc21 = nce_with_accuracy(a2, full1, temperature)
+            out.append((f"m{k}", 0.5 * (l12 + l21), 0.5 * (acc12 + acc21)))
+    return out
+
+
 class CoMMLoss(ContrastiveLoss):
     """CoMM loss over ``n`` modalities (DESIGN §3).
 
@@ -52,19 +78,10 @@ class CoMMLoss(ContrastiveLoss):
             raise ValueError(
                 f"CoMMLoss has {len(weights)} weights but got {len(z1)} embeddings per view (n+1)"
             )
-        full1, full2 = z1[-1], z2[-1]
-        loss = torch.zeros((), device=full1.device, dtype=full1.dtype)
+        loss = torch.zeros((), device=z1[-1].device, dtype=z1[-1].dtype)
         terms: dict[str, Tensor] = {}
         accs: dict[str, Tensor] = {}
-        n = len(z1) - 1
-        for k, (a1, a2, w) in enumerate(zip(z1, z2, weights, strict=True)):
-            name = "full" if k == n else f"m{k}"
-            l12, acc12 = nce_with_accuracy(a1, full2, self.temperature)
-            if k == n:  # NCE is symmetric: NCE(z''_full, z'_full) equals NCE(z'_full, z''_full)
-                term, acc = l12, acc12
-            else:
-                l21, acc21 = nce_with_accuracy(a2, full1, self.temperature)
-                term, acc = 0.5 * (l12 + l21), 0.5 * (acc12 + acc21)
+        for (name, term, acc), w in zip(comm_terms(z1, z2, self.temperature), weights, strict=True):
             if w > 0:
                 loss = loss + w * term
             terms[f"nce_{name}"] = term.detach()

@@ -3,6 +3,7 @@
 from commlearn.methods.base import BaseMethod, FusionMethod, concat_views
 from commlearn.methods.comm import CoMM
 from commlearn.methods.factorcl import FactorCL, FactorCLSup
+from commlearn.methods.infmasking import InfMasking
 from commlearn.methods.registry import METHODS, build_method, method_class, method_options
 from commlearn.methods.supervised import Supervised, load_encoder_weights
 from commlearn.methods.unimodal import CMC, Cross, CrossSelf, SimCLR, SupCon, UnimodalEncoders, UnimodalMethod
@@ -17,6 +18,7 @@ __all__ = [
     "FactorCL",
     "FactorCLSup",
     "FusionMethod",
+    "InfMasking",
     "SimCLR",
     "SupCon",
     "Supervised",

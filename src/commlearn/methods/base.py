@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from commlearn.config import ModelConfig, OptimConfig, TaskInfo
 from commlearn.data.base import ModalitySpec, MultimodalBatch
 from commlearn.losses.base import LossOutput
+from commlearn.nn.factory import build_fusion, build_head
 from commlearn.nn.fusion import MMFusion, TokenSeq
 
 
@@ -205,10 +206,12 @@ class BaseMethod(L.LightningModule):
 
 
 class FusionMethod(BaseMethod):
-    """Base of the methods built on one :class:`~commlearn.nn.fusion.MMFusion` ``model`` (CoMM, Supervised):
-    their probe features are the fused embedding Z (B, D) of the clean inputs. Subclasses set ``self.model``."""
+    """Base of the methods built on one :class:`~commlearn.nn.fusion.MMFusion` ``model`` and a ``head`` (CoMM,
+    InfMasking, Supervised): their probe features are the fused embedding Z (B, D) of the clean inputs.
+    Subclasses set ``self.model`` and ``self.head``."""
 
     model: MMFusion
+    head: nn.Module
 
     def _check_batch(self, batch: MultimodalBatch) -> None:
         if batch.n_modalities != self.model.n_modalities:
@@ -216,6 +219,34 @@ class FusionMethod(BaseMethod):
                 f"{type(self).__name__} was built for {self.model.n_modalities} modalities, "
                 f"the batch has {batch.n_modalities}"
             )
+
+    @classmethod
+    def from_config(
+        cls,
+        specs: Sequence[ModalitySpec],
+        model: ModelConfig,
+        augment: nn.Module | None,
+        optim: OptimConfig,
+        task: TaskInfo | None,
+        **options: Any,
+    ) -> BaseMethod:
+        """The fusion of ``specs`` and a projection head from ``model.embed_dim``."""
+        return cls(build_fusion(specs, model), build_head(model.embed_dim, model), augment, optim, **options)  # type: ignore[call-arg,arg-type]
+
+    def project_views(
+        self, embeddings: Sequence[Tensor], batch_size: int
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Project embeddings of two views stacked along the batch axis (2B, D) with ``self.head``.
+
+        Returns:
+            ``(z1, z2)``: the projections (B, d) of view t' and of view t'', in the order of ``embeddings``.
+        """
+        z1, z2 = [], []
+        for z in embeddings:
+            h1, h2 = self.head(z).split(batch_size, dim=0)
+            z1.append(h1)
+            z2.append(h2)
+        return z1, z2
 
     def feature_modalities(self, n_modalities: int) -> list[int]:
         return list(range(min(n_modalities, self.model.n_modalities)))

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import nn
 
-from commlearn.config import ModelConfig, OptimConfig, TaskInfo
-from commlearn.data.base import ModalitySpec, MultimodalBatch
+from commlearn.config import OptimConfig
+from commlearn.data.base import MultimodalBatch
 from commlearn.losses.base import LossOutput
 from commlearn.losses.comm import CoMMLoss
 from commlearn.methods.base import FusionMethod, concat_views
-from commlearn.nn.factory import build_fusion, build_head
 from commlearn.nn.fusion import MMFusion
 
 
@@ -49,27 +47,10 @@ class CoMM(FusionMethod):
         self.head = head
         self.loss_fn = CoMMLoss(temperature, loss_weights)
 
-    @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> CoMM:
-        return cls(build_fusion(specs, model), build_head(model.embed_dim, model), augment, optim, **options)
-
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         self._check_batch(batch)
         b = batch.batch_size
         v1, v2 = self.views(batch)
         xs, pads = concat_views(v1, v2, batch.padding)
         embeddings = self.model.forward_all_masks(xs, pads)  # n+1 × (2B, D)
-        z1, z2 = [], []
-        for z in embeddings:
-            h1, h2 = self.head(z).split(b, dim=0)
-            z1.append(h1)
-            z2.append(h2)
-        return self.loss_fn.compute(z1, z2)
+        return self.loss_fn.compute(*self.project_views(embeddings, b))

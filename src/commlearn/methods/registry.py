@@ -12,11 +12,13 @@ from commlearn.data.base import ModalitySpec
 from commlearn.methods.base import BaseMethod
 from commlearn.methods.comm import CoMM
 from commlearn.methods.factorcl import FactorCL, FactorCLSup
+from commlearn.methods.infmasking import InfMasking
 from commlearn.methods.supervised import Supervised
 from commlearn.methods.unimodal import CMC, Cross, CrossSelf, SimCLR, SupCon
 
 METHODS: dict[str, type[BaseMethod]] = {
     "comm": CoMM,
+    "infmasking": InfMasking,
     "cross": Cross,
     "cross_self": CrossSelf,
     "factorcl": FactorCL,

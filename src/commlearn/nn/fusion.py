@@ -258,7 +258,10 @@ class MMFusion(nn.Module):
         """
         if any(x is None for x in xs):
             raise ValueError("forward_all_masks needs every modality; use forward() for missing modalities")
-        tokens = self.tokenize(xs, padding)
+        return self.fuse_all_masks(self.tokenize(xs, padding))
+
+    def fuse_all_masks(self, tokens: Sequence[TokenSeq | None]) -> list[Tensor]:
+        """:meth:`forward_all_masks` from every modality's tokens (:meth:`tokenize`): ``[Z^1, ..., Z^n, Z_full]``."""
         seqs = [t for t in tokens if t is not None]
         b = seqs[0][0].shape[0]
         full = self.fuse(tokens)
