@@ -44,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="share of samples held out for scoring when the data set has no test split",
     )
     probe.add_argument("--modalities", help="comma-separated modality indices to embed (others missing)")
-    probe.add_argument("--output", type=Path, help="write the scores here as JSON")
+    probe.add_argument(
+        "--interactions",
+        action="store_true",
+        help="probe every subset of the modalities and estimate R, U and S in bits (JSON + plot)",
+    )
+    probe.add_argument("--clusters", type=int, default=20, help="k-means clusters per embedding for R/U/S")
+    probe.add_argument("--output", type=Path, help="write the scores (or the report) here as JSON")
     probe.add_argument("overrides", nargs="*", help="data.* overrides (e.g. data.root=other.npz)")
 
     embed = sub.add_parser("embed", help="export embeddings of a data set to .npz")
@@ -61,9 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_fit(args: argparse.Namespace) -> int:
     from commlearn.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # config errors answer before the training stack loads
     from commlearn.train import fit
 
-    cfg = load_config(args.config, args.overrides)
     result = fit(cfg)
     if result.finished_before:
         print(
@@ -97,6 +104,8 @@ def _run_probe(args: argparse.Namespace) -> int:
         test_set, probe_train = Subset(probe_train, order[:n_test]), Subset(probe_train, order[n_test:])
     else:
         test_set = data.test
+    if args.interactions:
+        return _interactions(method, probe_train, test_set, cfg.trainer.seed, args)
     train_x, train_y = extract_features(method, probe_train, modalities=modalities)
     test_x, test_y = extract_features(method, test_set, modalities=modalities)
     if train_y is None or test_y is None:
@@ -112,6 +121,30 @@ def _run_probe(args: argparse.Namespace) -> int:
         print(f"{name:>10}: {r.metric} = {r.score:.2f}")
     if args.output:
         args.output.write_text(json.dumps({name: r.to_dict() for name, r in results.items()}, indent=2))
+    return 0
+
+
+def _interactions(method: Any, probe_train: Any, test_set: Any, seed: int, args: argparse.Namespace) -> int:
+    from commlearn.eval.interactions import interaction_report, write_report
+
+    if args.modalities is not None:
+        raise ValueError("--interactions probes every subset of the modalities: leave out --modalities")
+    if args.clusters < 2:
+        raise ValueError(f"--clusters must be ≥ 2, got {args.clusters}")
+    report = interaction_report(method, probe_train, test_set, seed, args.clusters)
+    for task, entry in report["tasks"].items():
+        probes = ", ".join(f"{k} {v:.1f}" for k, v in entry["probes"].items())
+        gain = "" if entry["joint_gain"] is None else f"; joint gain {entry['joint_gain']:+.1f}"
+        print(f"{task}: {report['metric'][task]}: {probes}{gain}")
+        pid = entry["pid"]
+        if pid is not None and "redundancy" in pid:
+            print(
+                f"{'':>{len(task)}}  PID (bits): R {pid['redundancy']:.3f}, U1 {pid['unique1']:.3f}, "
+                f"U2 {pid['unique2']:.3f}, S {pid['synergy']:.3f} of I {pid['total']:.3f}"
+            )
+    if args.output:
+        write_report(report, args.output)
+        print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
     return 0
 
 
