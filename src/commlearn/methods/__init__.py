@@ -1,6 +1,6 @@
 """Self-supervised (and supervised) methods on a shared Lightning base, and their registry."""
 
-from commlearn.methods.base import BaseMethod, FusionMethod, concat_views
+from commlearn.methods.base import BaseMethod, BuildContext, FusionMethod, concat_views
 from commlearn.methods.comm import CoMM
 from commlearn.methods.factorcl import FactorCL, FactorCLSup
 from commlearn.methods.infmasking import InfMasking
@@ -12,6 +12,7 @@ __all__ = [
     "CMC",
     "METHODS",
     "BaseMethod",
+    "BuildContext",
     "CoMM",
     "Cross",
     "CrossSelf",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import lightning as L
@@ -28,6 +29,31 @@ def concat_views(
     xs = [torch.cat([a, b], dim=0) for a, b in zip(v1, v2, strict=True)]
     pads = [None if p is None else torch.cat([p, p], dim=0) for p in padding]
     return xs, pads
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a method is built from (:meth:`BaseMethod.from_config`).
+
+    Attributes:
+        specs: the data's modalities.
+        model: architecture of the encoders, adapters, fusion and heads.
+        augment: the two-view multimodal augmentation, or None.
+        optim: optimiser settings.
+        task: the labels, or None when the data set has none.
+    """
+
+    specs: list[ModalitySpec]
+    model: ModelConfig
+    augment: nn.Module | None
+    optim: OptimConfig
+    task: TaskInfo | None
+
+    @property
+    def labels(self) -> TaskInfo:
+        """``task`` of a method with ``needs_labels`` (the registry checks that it is there)."""
+        assert self.task is not None
+        return self.task
 
 
 class BaseMethod(L.LightningModule):
@@ -63,16 +89,8 @@ class BaseMethod(L.LightningModule):
         self.checkpoint_extra: dict[str, Any] | None = None  # plain data saved in checkpoints (train.py)
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> BaseMethod:
-        """The method for data with modalities ``specs``: modules built from ``model``, ``options`` passed
+    def from_config(cls, ctx: BuildContext, **options: Any) -> BaseMethod:
+        """The method for ``ctx``: its modules built for ``ctx.specs`` from ``ctx.model``, ``options`` passed
         to the constructor (already checked against its keyword-only arguments)."""
         raise NotImplementedError
 
@@ -221,17 +239,10 @@ class FusionMethod(BaseMethod):
             )
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> BaseMethod:
-        """The fusion of ``specs`` and a projection head from ``model.embed_dim``."""
-        return cls(build_fusion(specs, model), build_head(model.embed_dim, model), augment, optim, **options)  # type: ignore[call-arg,arg-type]
+    def from_config(cls, ctx: BuildContext, **options: Any) -> BaseMethod:
+        """The fusion of ``ctx.specs`` and a projection head from ``ctx.model.embed_dim``."""
+        fusion, head = build_fusion(ctx.specs, ctx.model), build_head(ctx.model.embed_dim, ctx.model)
+        return cls(fusion, head, ctx.augment, ctx.optim, **options)  # type: ignore[call-arg,arg-type]
 
     def project_views(
         self, embeddings: Sequence[Tensor], batch_size: int

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from commlearn.config import TASK_TYPES, ModelConfig, OptimConfig, TaskInfo
+from commlearn.config import TASK_TYPES, ModelConfig, OptimConfig
 from commlearn.data.base import ModalitySpec, MultimodalBatch
 from commlearn.losses.base import LossOutput
 from commlearn.losses.factorcl import FactorCLLoss
-from commlearn.methods.base import BaseMethod, concat_views
+from commlearn.methods.base import BaseMethod, BuildContext, concat_views
 from commlearn.methods.supervised import select_targets
 from commlearn.methods.unimodal import UnimodalEncoders, unimodal_encoders
 from commlearn.nn.factory import build_head
@@ -120,16 +120,10 @@ class FactorCL(_FactorCLBase):
         self.loss_fn = FactorCLLoss(encoders.n_modalities, dim, dim, dim, critic_hidden, critic_layers)
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> FactorCL:
-        return cls(*_factor_modules(specs, model), model.head_out, augment, optim, **options)
+    def from_config(cls, ctx: BuildContext, **options: Any) -> FactorCL:
+        return cls(
+            *_factor_modules(ctx.specs, ctx.model), ctx.model.head_out, ctx.augment, ctx.optim, **options
+        )
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         self._check_batch(batch)
@@ -188,27 +182,10 @@ class FactorCLSup(_FactorCLBase):
         self.loss_fn = FactorCLLoss(n, dim, label_dim, label_dim, critic_hidden, critic_layers)
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> FactorCLSup:
-        assert task is not None  # the registry checks needs_labels
-        modules = _factor_modules(specs, model)
-        return cls(
-            *modules,
-            model.head_out,
-            task.task_type,
-            task.n_outputs,
-            task.label_column,
-            augment,
-            optim,
-            **options,
-        )
+    def from_config(cls, ctx: BuildContext, **options: Any) -> FactorCLSup:
+        task, modules = ctx.labels, _factor_modules(ctx.specs, ctx.model)
+        head_out, label = ctx.model.head_out, (task.task_type, task.n_outputs, task.label_column)
+        return cls(*modules, head_out, *label, ctx.augment, ctx.optim, **options)
 
     def encode_labels(self, labels: Tensor | None) -> Tensor:
         """Labels → (B, label_dim) float: one-hot, multi-hot or values."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from commlearn.config import ConfigError, ModelConfig, OptimConfig, TaskInfo, check_options, keyword_options
 from commlearn.data.base import ModalitySpec
-from commlearn.methods.base import BaseMethod
+from commlearn.methods.base import BaseMethod, BuildContext
 from commlearn.methods.comm import CoMM
 from commlearn.methods.factorcl import FactorCL, FactorCLSup
 from commlearn.methods.infmasking import InfMasking
@@ -69,6 +69,5 @@ def build_method(
         raise ConfigError(f"{name} needs labels but the data set has none (give the data set a labels entry)")
     if cls.multiclass_only and task is not None and task.task_type != "multiclass":
         raise ConfigError(f"{name} needs multiclass labels, the data set's task is {task.task_type}")
-    return cls.from_config(
-        list(specs), model or ModelConfig(), augment, optim or OptimConfig(), task, **options
-    )
+    ctx = BuildContext(list(specs), model or ModelConfig(), augment, optim or OptimConfig(), task)
+    return cls.from_config(ctx, **options)

@@ -6,7 +6,6 @@ fine-tuned CoMM rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from commlearn.config import TASK_TYPES, ModelConfig, OptimConfig, TaskInfo, TaskType
-from commlearn.data.base import ModalitySpec, MultimodalBatch
+from commlearn.config import TASK_TYPES, OptimConfig, TaskType
+from commlearn.data.base import MultimodalBatch
 from commlearn.losses.base import LossOutput
-from commlearn.methods.base import FusionMethod
+from commlearn.methods.base import BuildContext, FusionMethod
 from commlearn.nn.factory import build_fusion
 from commlearn.nn.fusion import MMFusion
 
@@ -130,20 +129,10 @@ class Supervised(FusionMethod):
         self.init_checkpoint = init_checkpoint
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> Supervised:
-        assert task is not None  # the registry checks needs_labels
-        head = nn.Linear(model.embed_dim, task.n_outputs)
-        return cls(
-            build_fusion(specs, model), head, task.task_type, task.label_column, augment, optim, **options
-        )
+    def from_config(cls, ctx: BuildContext, **options: Any) -> Supervised:
+        task, fusion = ctx.labels, build_fusion(ctx.specs, ctx.model)
+        head = nn.Linear(ctx.model.embed_dim, task.n_outputs)
+        return cls(fusion, head, task.task_type, task.label_column, ctx.augment, ctx.optim, **options)
 
     def load_encoder(self, path: str | Path) -> None:
         """Initialise the encoder from a checkpoint's ``model.*`` weights (:func:`load_encoder_weights`)."""

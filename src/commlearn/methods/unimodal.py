@@ -7,19 +7,19 @@ their probe features: the concatenated unimodal encoder outputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from commlearn.config import ModelConfig, OptimConfig, TaskInfo
+from commlearn.config import ModelConfig, OptimConfig, keyword_options
 from commlearn.data.base import ModalitySpec, MultimodalBatch
-from commlearn.losses.base import LossOutput
+from commlearn.losses.base import ContrastiveLoss, LossOutput
 from commlearn.losses.cmc import CMCLoss
 from commlearn.losses.cross import CrossLoss, CrossSelfLoss
 from commlearn.losses.info_nce import check_temperature, nce_with_accuracy
 from commlearn.losses.supcon import SupConLoss
-from commlearn.methods.base import BaseMethod, concat_views
+from commlearn.methods.base import BaseMethod, BuildContext, concat_views
 from commlearn.methods.supervised import select_targets
 from commlearn.nn.encoders import pool_features
 from commlearn.nn.factory import build_encoders, build_head, feature_dim
@@ -80,7 +80,17 @@ def unimodal_modules(
 
 class UnimodalMethod(BaseMethod):
     """Shared by the baselines on unimodal encoders: encoders, one head per modality, concatenated probe
-    features. Subclasses set ``loss_fn`` and implement :meth:`compute_loss`."""
+    features, and a loss ``loss_type(temperature)``. Subclasses implement :meth:`compute_loss`.
+
+    Args:
+        encoders: one encoder per modality.
+        heads: one projection head per modality.
+        augment: two-view multimodal augmentation (None: the raw inputs).
+        optim: optimiser settings.
+        temperature: τ of the loss.
+    """
+
+    loss_type: ClassVar[type[ContrastiveLoss]]
 
     def __init__(
         self,
@@ -88,8 +98,11 @@ class UnimodalMethod(BaseMethod):
         heads: Sequence[nn.Module],
         augment: nn.Module | None = None,
         optim: OptimConfig | None = None,
+        *,
+        temperature: float = 0.1,
     ) -> None:
         super().__init__(augment, optim)
+        self.loss_fn = self.loss_type(temperature)
         if encoders.n_modalities < self.min_modalities:
             raise ValueError(
                 f"{type(self).__name__} needs at least {self.min_modalities} modalities, "
@@ -101,17 +114,9 @@ class UnimodalMethod(BaseMethod):
         self.heads = nn.ModuleList(heads)
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> UnimodalMethod:
-        encoders, heads = unimodal_modules(specs, model)
-        return cls(encoders, heads, augment, optim, **options)
+    def from_config(cls, ctx: BuildContext, **options: Any) -> UnimodalMethod:
+        encoders, heads = unimodal_modules(ctx.specs, ctx.model)
+        return cls(encoders, heads, ctx.augment, ctx.optim, **options)
 
     def project(self, xs: Sequence[Tensor], padding: Sequence[Tensor | None]) -> list[Tensor]:
         """Projected unimodal embeddings, a list of (B, head_out)."""
@@ -141,28 +146,11 @@ class UnimodalMethod(BaseMethod):
 
 
 class Cross(UnimodalMethod):
-    """Cross (CLIP): align the projected unimodal embeddings of the modalities (all pairs for n > 2).
-
-    One augmented view per step.
-
-    Args:
-        encoders, heads, augment, optim: see :class:`UnimodalMethod`.
-        temperature: τ of the loss.
-    """
+    """Cross (CLIP): align the projected unimodal embeddings of the modalities (all pairs for n > 2), one
+    augmented view per step (:class:`~commlearn.losses.CrossLoss`)."""
 
     min_modalities = 2
-
-    def __init__(
-        self,
-        encoders: UnimodalEncoders,
-        heads: Sequence[nn.Module],
-        augment: nn.Module | None = None,
-        optim: OptimConfig | None = None,
-        *,
-        temperature: float = 0.1,
-    ) -> None:
-        super().__init__(encoders, heads, augment, optim)
-        self.loss_fn = CrossLoss(temperature)
+    loss_type = CrossLoss
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         return self.loss_fn.compute(self.project(self.one_view(batch), batch.padding))
@@ -178,6 +166,7 @@ class CrossSelf(UnimodalMethod):
     """
 
     min_modalities = 2
+    loss_type = CrossSelfLoss
 
     def __init__(
         self,
@@ -189,7 +178,7 @@ class CrossSelf(UnimodalMethod):
         temperature: float = 0.1,
         ssl_scale: float = 1.0,
     ) -> None:
-        super().__init__(encoders, heads, augment, optim)
+        super().__init__(encoders, heads, augment, optim, temperature=temperature)
         self.loss_fn = CrossSelfLoss(temperature, ssl_scale)
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
@@ -199,26 +188,10 @@ class CrossSelf(UnimodalMethod):
 class CMC(UnimodalMethod):
     """CMC (Tian et al., "Contrastive Multiview Coding", ECCV 2020) with modalities as views, full graph:
     InfoNCE between every pair of modalities across the two augmented views (see
-    :class:`~commlearn.losses.CMCLoss` for the exact loss and how it differs from Cross).
-
-    Args:
-        encoders, heads, augment, optim: see :class:`UnimodalMethod`.
-        temperature: τ of the loss.
-    """
+    :class:`~commlearn.losses.CMCLoss` for the exact loss and how it differs from Cross)."""
 
     min_modalities = 2
-
-    def __init__(
-        self,
-        encoders: UnimodalEncoders,
-        heads: Sequence[nn.Module],
-        augment: nn.Module | None = None,
-        optim: OptimConfig | None = None,
-        *,
-        temperature: float = 0.1,
-    ) -> None:
-        super().__init__(encoders, heads, augment, optim)
-        self.loss_fn = CMCLoss(temperature)
+    loss_type = CMCLoss
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         return self.loss_fn.compute(*self.project_views(batch))
@@ -240,6 +213,7 @@ class SupCon(UnimodalMethod):
 
     needs_labels = True
     multiclass_only = True
+    loss_type = SupConLoss
 
     def __init__(
         self,
@@ -251,23 +225,13 @@ class SupCon(UnimodalMethod):
         *,
         temperature: float = 0.1,
     ) -> None:
-        super().__init__(encoders, heads, augment, optim)
+        super().__init__(encoders, heads, augment, optim, temperature=temperature)
         self.label_column = label_column
-        self.loss_fn = SupConLoss(temperature)
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> SupCon:
-        assert task is not None  # the registry checks needs_labels
-        encoders, heads = unimodal_modules(specs, model)
-        return cls(encoders, heads, augment, optim, task.label_column, **options)
+    def from_config(cls, ctx: BuildContext, **options: Any) -> SupCon:
+        encoders, heads = unimodal_modules(ctx.specs, ctx.model)
+        return cls(encoders, heads, ctx.augment, ctx.optim, ctx.labels.label_column, **options)
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         labels = select_targets(batch.labels, "multiclass", self.label_column, "supcon")
@@ -312,20 +276,12 @@ class SimCLR(BaseMethod):
         self.temperature = temperature
 
     @classmethod
-    def from_config(
-        cls,
-        specs: Sequence[ModalitySpec],
-        model: ModelConfig,
-        augment: nn.Module | None,
-        optim: OptimConfig,
-        task: TaskInfo | None,
-        **options: Any,
-    ) -> SimCLR:
-        modality = options.get("modality", 0)
-        if not 0 <= modality < len(specs):
-            raise ValueError(f"simclr option modality must be in 0..{len(specs) - 1}, got {modality}")
-        encoders, heads = unimodal_modules([specs[modality]], model)
-        return cls(encoders, heads[0], augment, optim, **options)
+    def from_config(cls, ctx: BuildContext, **options: Any) -> SimCLR:
+        modality = options.get("modality", keyword_options(cls)["modality"])
+        if not 0 <= modality < len(ctx.specs):
+            raise ValueError(f"simclr option modality must be in 0..{len(ctx.specs) - 1}, got {modality}")
+        encoders, heads = unimodal_modules([ctx.specs[modality]], ctx.model)
+        return cls(encoders, heads[0], ctx.augment, ctx.optim, **options)
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         self.feature_modalities(batch.n_modalities)
