@@ -1,7 +1,9 @@
-"""Shared helpers of the benchmark suite: statistics, timing, the machine, presets, worker processes.
+"""The suite's shared harness: metrics, interleaved timing, the line fit, the machine and how busy other
+processes kept it, running a list of benchmarks, and the two reports (``results.json``, ``RESULTS.md``).
 
 Every benchmark returns a :class:`BenchResult`: named metrics, each with min/median/max over its repeats, an
-optional target, and free-form details. Times are wall-clock seconds from ``time.perf_counter``.
+optional target and the public implementation's figure where the issue quotes one. Times are wall-clock
+seconds from ``time.perf_counter``.
 """
 
 from __future__ import annotations
@@ -13,20 +15,21 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULT_MARKER = "BENCH_RESULT "
+BUSY_OTHER_SHARE = 0.05
+"""A run is flagged busy when other processes took more than this share of all CPUs during it."""
 
 
-# ------------------------------------------------------------------------------------------- statistics
 @dataclass
 class Metric:
     """One measured quantity over its repeats.
@@ -34,63 +37,43 @@ class Metric:
     Attributes:
         unit: e.g. ``"s"``, ``"pairs/s"``, ``"x"`` (a ratio).
         samples: one value per repeat.
-        target: a threshold such as ``">= 0.9"``, or None.
-        judged: whether the target applies to this run (quick smoke runs use other sizes: not judged).
-        note: one line shown in the table.
+        target: ``">= 100"`` or ``"<= 0.10"`` (judged on the median), or None.
+        judged: whether the target applies to this run (quick runs use other sizes).
+        public: the paper's public implementation's figure for the same quantity (quoted, not measured here).
+        note: one line shown in the tables.
     """
 
     unit: str
     samples: list[float]
     target: str | None = None
     judged: bool = True
+    public: float | None = None
     note: str = ""
-
-    @property
-    def min(self) -> float:
-        return min(self.samples)
 
     @property
     def median(self) -> float:
         return float(statistics.median(self.samples))
-
-    @property
-    def max(self) -> float:
-        return max(self.samples)
 
     def passed(self) -> bool | None:
         """Whether the median meets the target (None: no target, or not judged in this run)."""
         if self.target is None or not self.judged or not self.samples:
             return None
         op, value = self.target.split()
-        bound = float(value)
-        return self.median >= bound if op == ">=" else self.median <= bound
+        return self.median >= float(value) if op == ">=" else self.median <= float(value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "unit": self.unit,
-            "min": self.min,
-            "median": self.median,
-            "max": self.max,
-            "n": len(self.samples),
-            "samples": self.samples,
-            "target": self.target,
-            "passed": self.passed(),
-            "note": self.note,
-        }
+        stats = (
+            {"min": min(self.samples), "median": self.median, "max": max(self.samples)}
+            if self.samples
+            else {}
+        )
+        return {**asdict(self), **stats, "passed": self.passed()}
 
 
 @dataclass
 class BenchResult:
-    """What one benchmark reports.
-
-    Attributes:
-        name: benchmark id (``render_speedup``...).
-        description: one sentence: what is compared with what.
-        metrics: named metrics.
-        details: configuration and any extra numbers (JSON-serialisable).
-        seconds: wall time of the whole benchmark.
-        error: why it failed or was cut short, if it did.
-    """
+    """What one benchmark reports: ``name``, a one-sentence ``description`` (what is compared with what),
+    ``metrics``, JSON-ready ``details``, its wall ``seconds`` and the ``error`` that stopped it, if any."""
 
     name: str
     description: str
@@ -100,14 +83,7 @@ class BenchResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
-            "details": self.details,
-            "seconds": self.seconds,
-            "error": self.error,
-        }
+        return {**asdict(self), "metrics": {k: m.to_dict() for k, m in self.metrics.items()}}
 
 
 def check_positive(name: str, value: float) -> None:
@@ -116,39 +92,15 @@ def check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be > 0, got {value}")
 
 
-def repeat(fn: Callable[[], Any], repeats: int, budget_s: float, warmup: int = 1) -> list[float]:
-    """Time ``fn()`` ``repeats`` times after ``warmup`` untimed calls, stopping early past ``budget_s``.
-
-    At least one timed call is always made.
-
-    Returns:
-        seconds of each timed call.
-    """
-    check_positive("repeats", repeats)
-    check_positive("budget_s", budget_s)
-    start = time.perf_counter()
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    while len(times) < repeats:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if time.perf_counter() - start > budget_s:
-            break
-    return times
-
-
 def interleaved(
     fns: Sequence[Callable[[], Any]], repeats: int, budget_s: float, warmup: int = 1
 ) -> list[list[float]]:
-    """Time several functions side by side: each repeat runs every one once, in turn.
-
-    Interleaving puts the same background load on every contender, so ratios taken per repeat are steadier
-    than ratios of separately measured medians on a shared machine.
+    """Time functions side by side: each repeat calls every one once, in turn, until ``repeats`` repeats or
+    past ``budget_s`` (at least one repeat). The contenders share the same background load, so ratios taken
+    repeat by repeat are steadier than ratios of separately measured medians.
 
     Returns:
-        one list of per-repeat seconds per function.
+        per function, the seconds of each repeat.
     """
     check_positive("repeats", repeats)
     check_positive("budget_s", budget_s)
@@ -177,18 +129,18 @@ def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
 
     Linearity is judged by relative residuals ``|y − fit| / y``, so the line minimises their sum of squares
     (least squares weighted by 1/y). An unweighted fit through 32…512 lets the largest points set the line and
-    judges the smallest against it: a step time with a 5 % spread at batch 32 then reads as a 20 % departure
-    from linearity. ``max_rel_residual_unweighted`` reports that reading too.
+    judges the smallest against it: a 5 % spread at batch 32 then reads as a 20 % departure from a line.
+    ``max_rel_residual_unweighted`` reports that reading too.
     """
     if len(x) != len(y) or len(x) < 2:
         raise ValueError(f"linear_fit needs ≥ 2 paired points, got {len(x)} x and {len(y)} y values")
     xt = torch.tensor(x, dtype=torch.float64)
     yt = torch.tensor(y, dtype=torch.float64)
     if bool((yt <= 0).any()):
-        raise ValueError(f"linear_fit needs positive y values (times, sizes), got {y}")
+        raise ValueError(f"linear_fit needs positive y values (times, sizes), got {list(y)}")
     design = torch.stack([torch.ones_like(xt), xt], dim=1)
 
-    def fit(weights: Tensor) -> tuple[Tensor, float]:
+    def fit(weights: torch.Tensor) -> tuple[torch.Tensor, float]:
         coef = torch.linalg.lstsq(design * weights[:, None], (yt * weights)[:, None]).solution.squeeze(1)
         return coef, float(((yt - design @ coef).abs() / yt).max())
 
@@ -201,40 +153,10 @@ def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     }
 
 
-# --------------------------------------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_DIR,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-# Settings that change CPU timings (thread counts, OpenMP spin policy) or what data is read.
-_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "COMMLEARN_CACHE")
-
-
+# ------------------------------------------------------------------------------------- the machine
 def machine_cpu_seconds() -> float | None:
-    """Non-idle CPU seconds of the whole machine since boot, all CPUs together (``/proc/stat``; steal time, the
-    hypervisor serving other guests, counts as busy); None where ``/proc/stat`` is not available."""
+    """Non-idle CPU seconds of the whole machine since boot, all CPUs together (``/proc/stat``; steal time
+    counts as busy); None where ``/proc/stat`` cannot be read."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()
@@ -246,19 +168,19 @@ def machine_cpu_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished children (the benchmark workers)."""
+def cpu_reading() -> tuple[float | None, float, float]:
+    """``(machine CPU s, CPU s of this process and its finished children, monotonic wall s)`` now."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return machine_cpu_seconds(), t.user + t.system + t.children_user + t.children_system, time.monotonic()
 
 
 def other_cpu_share(
     start: tuple[float | None, float, float], end: tuple[float | None, float, float]
 ) -> float | None:
-    """Share of all CPUs that other processes used between two ``(machine, own, wall)`` second readings.
+    """Share of all CPUs that other processes used between two :func:`cpu_reading` values.
 
-    0 on a machine left to the benchmarks; 0.5 on 2 cores means one core was busy elsewhere on average.
-    None where the machine's CPU time cannot be read.
+    0 on a machine left to the suite; 0.5 on 2 cores means one core was busy elsewhere on average. None where
+    the machine's CPU time cannot be read.
     """
     (machine0, own0, wall0), (machine1, own1, wall1) = start, end
     if machine0 is None or machine1 is None or wall1 <= wall0:
@@ -267,99 +189,173 @@ def other_cpu_share(
     return max(0.0, other) / ((wall1 - wall0) * (os.cpu_count() or 1))
 
 
-def cpu_reading() -> tuple[float | None, float, float]:
-    """``(machine CPU s, own CPU s, wall s)`` now, for :func:`other_cpu_share`."""
-    return machine_cpu_seconds(), own_cpu_seconds(), time.monotonic()
-
-
 def machine_info() -> dict[str, Any]:
-    """The machine and software this run measures (recorded in results.json and RESULTS.md)."""
+    """The machine and software a run measures."""
     import lightning
-    import numpy
 
+    cpu = platform.processor() or "unknown"
+    try:
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    git = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=REPO_DIR, capture_output=True, text=True
+    )
+    env_keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "COMMLEARN_CACHE")
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu,
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
-        "numpy": numpy.__version__,
-        "git": _git_commit(),
-        "env": {k: os.environ[k] for k in _ENV_KEYS if k in os.environ},
-        "load_average_at_start": list(os.getloadavg()),
+        "git": git.stdout.strip() or "unknown",
+        "env": {k: os.environ[k] for k in env_keys if k in os.environ},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
-def matmul_gflops(n: int, repeats: int = 5) -> list[float]:
-    """Achieved GFLOP/s of an fp32 (n × n) @ (n × n) matmul (2n³ FLOPs), one value per repeat."""
-    check_positive("n", n)
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g)
-    b = torch.randn(n, n, generator=g)
-    out = torch.empty(n, n)
-    times = repeat(lambda: torch.mm(a, b, out=out), repeats, budget_s=60.0, warmup=1)
-    return [2.0 * n**3 / t / 1e9 for t in times]
-
-
-# ----------------------------------------------------------------------------------------------- memory
-def _status_kb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return float(line.split()[1])
-    return float("nan")
-
-
-def rss_mb() -> float:
-    """Current resident set size of this process, MB (Linux ``VmRSS``)."""
-    return _status_kb("VmRSS") / 1024.0
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MB (Linux ``VmHWM``)."""
-    return _status_kb("VmHWM") / 1024.0
-
-
-# ----------------------------------------------------------------------------------------------- workers
-def run_worker(task: str, args: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run ``benchmarks/worker.py`` in a fresh Python process and return the JSON it reports.
-
-    A fresh process gives each measurement a clean heap, so its peak RSS belongs to that measurement alone.
+def run_worker(script: Path, args: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run ``python script '<json args>'`` in a fresh process and return the JSON it printed on its last line
+    starting with :data:`RESULT_MARKER`.
 
     Raises:
         RuntimeError: the worker failed, timed out or printed no result (with the tail of its output).
     """
-    check_positive("timeout_s", timeout_s)
-    cmd = [sys.executable, str(BENCH_DIR / "worker.py"), task, json.dumps(args)]
+    cmd = [sys.executable, str(script), json.dumps(args)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_DIR)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"worker {task} {args} timed out after {timeout_s:.0f} s") from None
+        raise RuntimeError(f"worker {args} timed out after {timeout_s:.0f} s") from None
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER) :])  # type: ignore[no-any-return]
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-    raise RuntimeError(f"worker {task} exited with {proc.returncode} and no result:\n" + "\n".join(tail))
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+    raise RuntimeError(f"worker {args} exited with {proc.returncode} and no result:\n{tail}")
 
 
-def emit(result: dict[str, Any]) -> None:
-    """Print a worker's result for :func:`run_worker` to find."""
-    print(RESULT_MARKER + json.dumps(result), flush=True)
+# ------------------------------------------------------------------------------------------- a run
+Bench = tuple[str, Callable[[], BenchResult]]
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Dataclasses → dicts, tuples → lists, tensors and numpy scalars → Python numbers."""
-    if hasattr(obj, "__dataclass_fields__") and not isinstance(obj, type):
-        return to_jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if hasattr(obj, "item") and callable(obj.item):
-        return obj.item()
-    return obj
+def run_suite(benches: Sequence[Bench], command: str, mode: str) -> tuple[dict[str, Any], list[BenchResult]]:
+    """Run ``benches`` in order (one failing benchmark is recorded and the others still run) and describe the
+    run: command, mode, machine, load averages, the CPU share other processes took and the busy flag."""
+    start, cpu_start = time.perf_counter(), cpu_reading()
+    meta: dict[str, Any] = {"command": command, "mode": mode, "machine": machine_info()}
+    meta["load_average_at_start"] = list(os.getloadavg())
+    results = []
+    for name, bench in benches:
+        t = time.perf_counter()
+        try:
+            result = bench()
+        except Exception as e:  # noqa: BLE001 - one failing benchmark must not lose the others' results
+            traceback.print_exc()
+            result = BenchResult(name, "failed before reporting", error=f"{type(e).__name__}: {e}")
+        result.seconds = time.perf_counter() - t
+        results.append(result)
+        error = f" — ERROR {result.error}" if result.error else ""
+        print(f"[{time.perf_counter() - start:6.0f} s] {name}: {result.seconds:.0f} s{error}", flush=True)
+    meta["load_average_at_end"] = list(os.getloadavg())
+    # Load averages count the suite's own threads and lag by minutes; the CPU time others took is the measure.
+    meta["other_cpu_share"] = other_cpu_share(cpu_start, cpu_reading())
+    meta["busy"] = meta["other_cpu_share"] is not None and meta["other_cpu_share"] > BUSY_OTHER_SHARE
+    meta["total_seconds"] = time.perf_counter() - start
+    return meta, results
+
+
+# ----------------------------------------------------------------------------------------- reports
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "–"
+    a = abs(v)
+    if a == 0 or a >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if a >= 10 else f"{v:.3f}" if a >= 0.01 else f"{v:.2e}"
+
+
+def write_json(path: Path, meta: dict[str, Any], results: list[BenchResult]) -> None:
+    """Everything: the run's description and every sample of every metric."""
+    doc = {"meta": meta, "benchmarks": [r.to_dict() for r in results]}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def write_markdown(
+    path: Path, meta: dict[str, Any], results: list[BenchResult], plots: Sequence[str] = ()
+) -> None:
+    """The tables people read: targets and public figures first, then every metric of every benchmark."""
+    m = meta["machine"]
+    loads = ", ".join(f"{x:.2f}" for x in meta["load_average_at_start"] + meta["load_average_at_end"])
+    share = (
+        "an unknown share" if meta["other_cpu_share"] is None else f"{100 * meta['other_cpu_share']:.1f} %"
+    )
+    busy = " — **the machine was busy: timings are noisy**" if meta["busy"] else ""
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- Command: `{meta['command']}` ({meta['mode']} mode), {meta['total_seconds']:.0f} s in all, {m['date']}",
+        f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with {m['torch_threads']} "
+        f"threads, lightning {m['lightning']}, Python {m['python']}, {m['platform']}",
+        f"- Code: git {m['git']}; environment: "
+        + (", ".join(f"{k}={v}" for k, v in m["env"].items()) or "no thread or OpenMP variables set"),
+        f"- Other processes used {share} of the CPUs during the run; load average (1/5/15 min) at start and "
+        f"end: {loads} (these count the suite too){busy}",
+        "",
+    ]
+    if meta["mode"] == "quick":
+        lines += [
+            "> Quick smoke run: smaller sizes, single repeats; size-dependent targets are not judged.",
+            "",
+        ]
+    lines += [
+        "## Targets and the public implementation",
+        "",
+        "| benchmark | metric | median | min | max | public code | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    verdict = {True: "yes", False: "**no**", None: "not judged"}
+    for r in results:
+        for name, x in r.metrics.items():
+            if x.samples and (x.target is not None or x.public is not None):
+                lines.append(
+                    f"| {r.name} | {name} | {_fmt(x.median)} | {_fmt(min(x.samples))} | {_fmt(max(x.samples))} "
+                    f"| {_fmt(x.public)} | {x.target or '–'} | {verdict[x.passed()] if x.target else '–'} |"
+                )
+    lines += [
+        "",
+        "Public code: the paper's public implementation, figures quoted from the issue (measured on this machine "
+        "type, not in this run).",
+        "",
+        "## All measurements",
+        "",
+    ]
+    for r in results:
+        lines += [f"### {r.name}", "", f"{r.description} ({r.seconds:.0f} s).", ""]
+        if r.error:
+            lines += [f"**Error:** {r.error}", ""]
+        if r.metrics:
+            lines += ["| metric | min | median | max | n | unit | note |", "|---|---|---|---|---|---|---|"]
+            for name, x in r.metrics.items():
+                if x.samples:
+                    lines.append(
+                        f"| {name} | {_fmt(min(x.samples))} | {_fmt(x.median)} | {_fmt(max(x.samples))} | "
+                        f"{len(x.samples)} | {x.unit} | {x.note} |"
+                    )
+            lines.append("")
+        if "points" in r.details:
+            d = r.details
+            lines += [f"| {d['axis']} | step s (fastest) | median | step memory MB |", "|---|---|---|---|"]
+            lines += [
+                f"| {p['x']} | {_fmt(p['step_s_min'])} | {_fmt(p['step_s'])} | {_fmt(p['step_peak_mb'])} |"
+                for p in d["points"]
+            ]
+            lines += ["", f"Slopes: {_fmt(1e3 * d['time_fit']['slope'])} ms and "
+                      f"{_fmt(d['memory_fit']['slope'])} MB per {d['per']}.", ""]  # fmt: skip
+    if plots:
+        lines += ["## Scaling curves", "", *[f"![{p}]({p})" for p in plots], ""]
+    path.write_text("\n".join(lines))

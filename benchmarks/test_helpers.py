@@ -1,8 +1,6 @@
-"""Tests of the benchmark suite's helpers (``pytest benchmarks/``): statistics, fits, reports, argument checks.
-
-The measurements themselves are exercised end to end by ``python benchmarks/run.py --quick``; here each
-helper is checked on small inputs, and the two cheap benchmarks run at toy sizes to check what they assert
-(pixel-exact reference rendering, identical fusion outputs).
+"""Tests of the benchmark suite's harness (collected by ``make test``): statistics, the line fit, the busy share,
+the run and its reports, the step timing on a toy model, the two cheap benchmarks' own checks, the command
+lines. The measurements themselves run end to end in ``python benchmarks/run.py --quick``.
 """
 
 from __future__ import annotations
@@ -10,16 +8,19 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from bench_fusion import bench_fusion
-from bench_render import bench_render
-from bench_scaling import bench_scaling
-from bench_train import add_flop_efficiency
+import gpu
+from bench_parts import bench_fusion, bench_render
+from bench_step import bench_scaling, measure_steps, step_metrics, within
+from commlearn.config import DataConfig, load_config
+from commlearn.data.registry import build_data
 from common import (
+    RESULT_MARKER,
     BenchResult,
     Metric,
     cpu_reading,
@@ -27,170 +28,63 @@ from common import (
     linear_fit,
     other_cpu_share,
     ratios,
-    repeat,
+    run_suite,
     run_worker,
+    write_json,
+    write_markdown,
 )
-from presets import get_preset, synthetic_images
-from report import write_json, write_markdown
-from run import _parse
+from run import parse
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Toy models on one thread: on a shared machine, OpenMP threads waiting for a busy core take seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_metric_statistics_and_targets() -> None:
-    m = Metric("x", [3.0, 1.0, 2.0], target=">= 2")
-    assert (m.min, m.median, m.max) == (1.0, 2.0, 3.0)
-    assert m.passed() is True
+    m = Metric("x", [3.0, 1.0, 2.0], target=">= 2", public=1.5)
+    assert m.median == 2.0 and m.passed() is True
+    assert (m.to_dict()["min"], m.to_dict()["max"], m.to_dict()["public"]) == (1.0, 3.0, 1.5)
     assert Metric("s", [0.2, 0.3], target="<= 0.1").passed() is False
     assert Metric("s", [0.2], target="<= 0.1", judged=False).passed() is None
     assert Metric("s", [0.2]).passed() is None
-    assert m.to_dict()["n"] == 3
 
 
-def test_linear_fit_recovers_a_line_and_flags_curvature() -> None:
+def test_linear_fit_recovers_a_line_and_judges_points_relative_to_their_size() -> None:
     fit = linear_fit([1, 2, 3, 4], [3, 5, 7, 9])
-    assert fit["slope"] == pytest.approx(2.0)
-    assert fit["intercept"] == pytest.approx(1.0)
+    assert fit["slope"] == pytest.approx(2.0) and fit["intercept"] == pytest.approx(1.0)
     assert fit["max_rel_residual"] < 1e-9
+    # y = x² on 1..4: the 1/y-weighted line misses the small points by a large share of their size
     assert linear_fit([1, 2, 3, 4], [1, 4, 9, 16])["max_rel_residual"] > 0.1
-
-
-def test_linear_fit_judges_every_point_relative_to_its_size() -> None:
+    # fastest cpu-preset steps at batch 32…512: no curvature, but an unweighted line misses batch 32 by 21 %
     batch = [32, 64, 128, 256, 512]
-    # step times measured at the cpu preset (fastest step per point): 4.8-6.1 ms per sample, no curvature,
-    # but an unweighted line misses the batch-32 point by 21 %
-    measured = [0.18748, 0.39030, 0.64874, 1.37578, 2.43854]
-    fit = linear_fit(batch, measured)
+    fit = linear_fit(batch, [0.18748, 0.39030, 0.64874, 1.37578, 2.43854])
     assert fit["max_rel_residual"] < 0.10 < 0.2 < fit["max_rel_residual_unweighted"]
-    # a real B² term that doubles the largest step is still flagged
+    # a B² term that doubles the largest step is flagged
     assert linear_fit(batch, [b / 100 + (b / 512) ** 2 * 5.12 for b in batch])["max_rel_residual"] > 0.15
     with pytest.raises(ValueError, match="positive y"):
         linear_fit([1, 2], [0.0, 1.0])
-
-
-def test_linear_fit_rejects_unpaired_points() -> None:
     with pytest.raises(ValueError, match="needs ≥ 2 paired points, got 3 x and 2 y"):
         linear_fit([1, 2, 3], [1, 2])
 
 
-def test_repeat_and_interleaved_count_calls() -> None:
-    calls = {"a": 0, "b": 0}
-
-    def bump(k: str) -> None:
-        calls[k] += 1
-
-    times = repeat(lambda: bump("a"), repeats=3, budget_s=60.0, warmup=2)
-    assert len(times) == 3 and calls["a"] == 5
-    a, b = interleaved([lambda: bump("a"), lambda: bump("b")], repeats=2, budget_s=60.0, warmup=0)
-    assert len(a) == len(b) == 2 and calls == {"a": 7, "b": 2}
+def test_interleaved_alternates_the_contenders() -> None:
+    order: list[str] = []
+    a, b = interleaved([lambda: order.append("a"), lambda: order.append("b")], repeats=2, budget_s=60.0)
+    assert order == ["a", "b"] * 3 and len(a) == len(b) == 2  # one warm-up round, then two timed
     assert ratios([4.0, 9.0], [2.0, 3.0]) == [2.0, 3.0]
-
-
-def test_timing_helpers_reject_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="repeats must be > 0, got 0"):
-        repeat(lambda: None, repeats=0, budget_s=1.0)
     with pytest.raises(ValueError, match="budget_s must be > 0, got -1"):
         interleaved([lambda: None], repeats=1, budget_s=-1)
-
-
-def test_presets_and_their_errors() -> None:
-    paper = get_preset("paper")
-    assert paper.model.embed_dim == 512 and paper.model.image_encoder == "alexnet" and paper.image_size == 224
-    assert [s.shape for s in get_preset("cpu").specs(3)] == [(3, 64, 64)] * 3
-    data = synthetic_images(5, 3, 8)
-    assert len(data) == 5 and data.get_batch(torch.arange(2)).inputs[2].dtype == torch.uint8
-    with pytest.raises(ValueError, match="preset must be one of \\['paper', 'cpu'\\], got 'gpu'"):
-        get_preset("gpu")
-    with pytest.raises(ValueError, match="n_modalities must be ≥ 1, got 0"):
-        paper.specs(0)
-
-
-def test_render_benchmark_checks_pixels_against_the_reference() -> None:
-    res = bench_render("cpu", n_fast=4, n_reference=1, budget_s=30.0, full_split=False)
-    assert res.error is None and res.details["pixel_mismatches"] == 0
-    assert res.metrics["render_speedup"].median > 1.0
-    with pytest.raises(ValueError, match="settings_name must be 'paper' or 'cpu', got 'big'"):
-        bench_render("big", 4, 1, 1.0, False)
-
-
-def test_fusion_benchmark_batched_and_separate_agree() -> None:
-    res = bench_fusion("toy", (2, 3), batch=4, tokens=3, dim=8, heads=2, repeats=1, budget_s=10.0)
-    for n in (2, 3):
-        assert res.details[f"n{n}"]["max_abs_diff"] < 1e-5
-        gflop = res.details[f"n{n}"]["gflop"]
-        assert gflop["separate"] > gflop["batched"]  # n+1 full-length passes cost more FLOPs
-        assert len(res.metrics[f"fusion_batched_vs_separate_n{n}"].samples) == 1
-    with pytest.raises(ValueError, match="tokens must be > 0, got 0"):
-        bench_fusion("toy", (2,), batch=4, tokens=0, dim=8, heads=2, repeats=1, budget_s=1.0)
-
-
-def test_scaling_rejects_bad_axes_and_too_few_points() -> None:
-    with pytest.raises(ValueError, match="axis must be 'batch' or 'modalities', got 'width'"):
-        bench_scaling("width", (1, 2, 3), "cpu", 1, 1, 10.0, False)
-    with pytest.raises(ValueError, match="needs at least 3 points, got 2"):
-        bench_scaling("batch", (8, 16), "cpu", 1, 1, 10.0, False)
-
-
-def test_flop_efficiency_uses_the_given_peak() -> None:
-    res = BenchResult("step_paper", "toy", details={"gflop_per_step": 100.0, "judged": True})
-    res.metrics["achieved_gflops"] = Metric("GFLOP/s", [90.0, 45.0])
-    add_flop_efficiency(res, 100.0)
-    eff = res.metrics["flop_efficiency"]
-    assert eff.samples == [0.9, 0.45] and eff.target == ">= 0.90" and eff.passed() is False
-    with pytest.raises(ValueError, match="peak_gflops must be > 0, got 0"):
-        add_flop_efficiency(res, 0.0)
-
-
-def test_reports_are_written(tmp_path: Path) -> None:
-    res = BenchResult("render_paper", "toy render", seconds=1.0)
-    res.metrics["render_speedup"] = Metric("x", [120.0, 150.0], target=">= 100")
-    failed = BenchResult("probe_synthetic", "failed before reporting", error="ValueError: boom")
-    meta = {
-        "command": "python benchmarks/run.py --quick",
-        "mode": "quick",
-        "total_seconds": 3.0,
-        "peak_gflops": 90.0,
-        "load_average_at_end": [0.1, 0.2, 0.3],
-        "other_cpu_share": 0.02,
-        "busy": False,
-        "machine": {
-            "cpu": "toy",
-            "logical_cpus": 2,
-            "torch": "x",
-            "torch_threads": 2,
-            "cpu_capability": "AVX2",
-            "lightning": "y",
-            "python": "3",
-            "platform": "linux",
-            "git": "abc",
-            "date": "today",
-            "load_average_at_start": [0.1, 0.2, 0.3],
-        },
-    }
-    scaling = BenchResult("scaling_batch", "toy scaling")
-    point = {"x": 32, "step_s": 0.2, "step_s_min": 0.19, "step_s_max": 0.3, "cpu_busy": 0.98}
-    scaling.details = {
-        "axis": "batch",
-        "points": [{**point, "step_peak_mb": 100.0, "peak_rss_mb": 500.0}],
-        "ms_per_sample": 6.0,
-        "mb_per_sample": 3.0,
-    }
-    write_json(tmp_path / "results.json", meta, [res, failed, scaling])
-    write_markdown(tmp_path / "RESULTS.md", meta, [res, failed, scaling], ["scaling_batch.png"])
-    doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["benchmarks"][0]["metrics"]["render_speedup"]["median"] == 135.0
-    text = (tmp_path / "RESULTS.md").read_text()
-    assert "| render_paper | render_speedup | 135.0 | 120.0 | 150.0 | >= 100 | yes |" in text
-    assert "**Error:** ValueError: boom" in text
-    assert "| 32 | 0.190 | 0.200 | 0.300 | 0.980 | 100.0 | 500.0 |" in text
-    assert "![scaling_batch.png](scaling_batch.png)" in text
-    assert "- Other processes used 2.0 % of the CPUs during the run; load average" in text
-    assert "busy" not in text.split("## Targets")[0]
 
 
 def test_other_cpu_share_subtracts_the_suites_own_time() -> None:
     cores = os.cpu_count() or 1
     # 10 s of wall; the machine was busy 12 CPU-seconds, 10 of them the suite's own
     assert other_cpu_share((100.0, 5.0, 0.0), (112.0, 15.0, 10.0)) == pytest.approx(2.0 / (10 * cores))
-    assert other_cpu_share((100.0, 5.0, 0.0), (114.9, 15.0, 10.0)) == pytest.approx(4.9 / (10 * cores))
     assert other_cpu_share((100.0, 5.0, 0.0), (109.9, 15.0, 10.0)) == 0.0  # tick rounding is not negative
     assert other_cpu_share((None, 5.0, 0.0), (None, 6.0, 1.0)) is None
 
@@ -207,16 +101,106 @@ def test_machine_cpu_time_includes_this_process() -> None:
     assert after[1] - before[1] >= 0.25 and after[2] > before[2]
 
 
-def test_command_line_rejects_unknown_groups(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _parse(["--quick", "--only", "step,fusion"]).groups == ["step", "fusion"]
-    with pytest.raises(SystemExit):
-        _parse(["--only", "step,speed"])
-    assert "unknown group(s) ['speed']" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        _parse(["--threads", "0"])
-    assert "--threads must be ≥ 1, got 0" in capsys.readouterr().err
+def test_a_run_keeps_going_past_a_failure_and_writes_both_reports(tmp_path: Path) -> None:
+    def render() -> BenchResult:
+        res = BenchResult("render_paper", "toy render")
+        res.metrics["render_speedup"] = Metric("x", [120.0, 150.0], target=">= 100")
+        res.metrics["full_split_s"] = Metric("s", [1.5], public=496.0)
+        return res
+
+    def scaling() -> BenchResult:
+        point = {"x": 32, "step_s": 0.2, "step_s_min": 0.19, "step_peak_mb": 100.0}
+        fit = {"slope": 0.006, "intercept": 0.0}  # 6 ms and 0.006 MB per sample
+        details = {"axis": "batch", "per": "sample", "points": [point], "time_fit": fit, "memory_fit": fit}
+        return BenchResult("scaling_batch", "toy scaling", details=details)
+
+    def broken() -> BenchResult:
+        raise ValueError("boom")
+
+    meta, results = run_suite(
+        [("render_paper", render), ("probe", broken), ("scaling_batch", scaling)], "cmd", "quick"
+    )
+    assert [r.name for r in results] == ["render_paper", "probe", "scaling_batch"]
+    assert results[1].error == "ValueError: boom" and meta["total_seconds"] > 0
+    meta["other_cpu_share"], meta["busy"] = 0.02, False
+    write_json(tmp_path / "results.json", meta, results)
+    write_markdown(tmp_path / "RESULTS.md", meta, results, ["scaling_batch.png"])
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["benchmarks"][0]["metrics"]["render_speedup"]["median"] == 135.0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| render_paper | render_speedup | 135.0 | 120.0 | 150.0 | – | >= 100 | yes |" in text
+    assert "| render_paper | full_split_s | 1.500 | 1.500 | 1.500 | 496.0 | – | – |" in text
+    assert "**Error:** ValueError: boom" in text
+    assert "| 32 | 0.190 | 0.200 | 100.0 |" in text and "6.000 ms and 6.00e-03 MB per sample" in text
+    assert "- Other processes used 2.0 % of the CPUs during the run" in text and "busy" not in text
+    assert "![scaling_batch.png](scaling_batch.png)" in text
 
 
-def test_worker_failure_is_reported_with_its_output() -> None:
-    with pytest.raises(RuntimeError, match="(?s)worker nope .*usage: worker.py"):
-        run_worker("nope", {}, timeout_s=120.0)
+def test_step_timing_on_a_toy_model(one_thread: None) -> None:
+    cfg = load_config("trifeature-tiny", ["data.batch_size=8", "trainer.accelerator=cpu"])
+    data = build_data(
+        DataConfig("synthetic", options={"n_samples": 64, "kinds": ["image"] * 2, "image_size": 32}), 0
+    )
+    r = measure_steps(cfg, data.train, warmup=1, steps=2)
+    assert len(r["cycle_s"]) == len(r["load_s"]) == len(r["augment_s"]) == len(r["cpu_s"]) == 2
+    for cycle, load, aug in zip(r["cycle_s"], r["load_s"], r["augment_s"], strict=True):
+        assert 0 < load and 0 < aug and load + aug < cycle
+    assert r["batch_size"] == 8 and r["peak_rss_mb"] >= r["rss_before_mb"] > 0
+    assert within([(1.0, 0.5), (2.0, 0.25), (3.5, 1.0)], 1.0, 3.5) == 1.25  # starts in (lo, hi]
+
+
+def test_step_metrics_arithmetic() -> None:
+    r = {"cycle_s": [2.0, 4.0], "load_s": [0.1, 0.1], "augment_s": [0.1, 0.3], "cpu_s": [4.0, 4.0]}
+    m = step_metrics({**r, "batch_size": 64, "threads": 2}, judged=True)
+    assert m["step_pairs_per_s"].samples == [32.0, 16.0]
+    assert m["data_fraction"].samples == pytest.approx([0.1, 0.1]) and m["data_fraction"].passed() is True
+    assert m["cpu_busy_fraction"].samples == [1.0, 0.5]
+
+
+def test_render_benchmark_checks_pixels_against_the_reference() -> None:
+    res = bench_render("cpu", n_fast=4, repeats=1, full_split=False)
+    assert res.error is None and res.metrics["render_speedup"].median > 1.0
+
+
+def test_fusion_benchmark_batched_and_separate_agree(one_thread: None) -> None:
+    res = bench_fusion((2, 3), batch=4, tokens=3, dim=8, heads=2, repeats=1, budget_s=10.0)
+    assert res.error is None and all(res.details[f"max_abs_diff_n{n}"] < 1e-5 for n in (2, 3))
+    assert len(res.metrics["fusion_batched_vs_separate_n3"].samples) == 1
+    with pytest.raises(ValueError, match="tokens must be > 0, got 0"):
+        bench_fusion((2,), batch=4, tokens=0, dim=8, heads=2, repeats=1, budget_s=1.0)
+
+
+def test_scaling_rejects_bad_axes_and_too_few_points() -> None:
+    with pytest.raises(ValueError, match="axis must be 'batch' or 'modalities', got 'width'"):
+        bench_scaling("width", (1, 2, 3), 1, 1, 10.0, False, None)
+    with pytest.raises(ValueError, match="needs at least 3 points, got 2"):
+        bench_scaling("batch", (8, 16), 1, 1, 10.0, False, None)
+
+
+def test_worker_result_and_failure(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import json, sys\nargs = json.loads(sys.argv[1])\nprint('log line')\n"
+        f"if args['ok']: print({RESULT_MARKER!r} + json.dumps({{'twice': 2 * args['x']}}))\n"
+        "else: raise SystemExit('no luck: ' + str(args['x']))\n"
+    )
+    assert run_worker(script, {"ok": True, "x": 3}, timeout_s=60.0) == {"twice": 6}
+    with pytest.raises(RuntimeError, match="(?s)exited with 1 and no result:\nlog line\nno luck: 3"):
+        run_worker(script, {"ok": False, "x": 3}, timeout_s=60.0)
+
+
+def test_command_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse(["--quick", "--only", "step,fusion"]).groups == ["step", "fusion"]
+    for argv, message in (
+        (["--only", "step,speed"], "unknown group(s) ['speed']"),
+        (["--threads", "0"], "≥ 1, got 0"),
+    ):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gpu.main(["--only", "step,peak"])
+    assert "unknown group(s) ['peak']" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+            gpu.main(["--quick"])

@@ -20,7 +20,7 @@ from commlearn.data.base import (
 from commlearn.data.trifeature import TrifeatureImages
 from commlearn.data.trifeature_pairs import Roles, TrifeaturePairs, synergy_mapping
 from commlearn.eval import extract_features
-from commlearn.methods import METHODS, BaseMethod, CoMM, FusionMethod, SimCLR, build_method
+from commlearn.methods import METHODS, BaseMethod, FusionMethod, SimCLR, build_method
 
 TINY = ModelConfig(embed_dim=32, n_heads=2, head_hidden=[64], head_out=32, image_channels=[8, 16, 16])
 N_IMAGES, N_USED, N_PAIRS = 30, 24, 70  # images 24..29 are in no pair
