@@ -160,3 +160,18 @@ def test_load_arrays_npz_and_folder(tmp_path: Path) -> None:
     np.savez(tmp_path / "nan.npz", a=np.array([[np.nan]], dtype=np.float32))
     with pytest.raises(ValueError, match="NaN or Inf"):
         load_arrays(tmp_path / "nan.npz")
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_packaged_preset_is_valid(name: str) -> None:
+    """Every key of a preset is known: config keys, its data set's options, its methods' options."""
+    from commlearn.config import check_options
+    from commlearn.data.registry import DATASETS
+    from commlearn.methods.registry import method_class
+
+    cfg = load_config(name)
+    check_options(DATASETS[cfg.data.name], cfg.data.options, name, skip=("root", "seed"))
+    check_options(method_class(cfg.method.name), cfg.method.options, name)
+    for method, options in cfg.experiment.method_options.items():
+        check_options(method_class(method), options, name)
+    cfg.method.optim()  # the optimiser settings are valid
