@@ -101,6 +101,8 @@ def test_infmasking_runs_in_the_experiment(tmp_path: Path) -> None:
         (["--share", "size"], "Roles.share must be one of"),
         (["--epochs", "0"], "--epochs must be ≥ 1"),
         (["method.lr=-1"], "method.lr must be > 0"),
+        (["--curves", "0,1"], "--curves epochs must be in 1..1"),
+        (["--curves", "one"], "--curves takes comma-separated epochs"),
     ],
 )
 def test_experiment_errors(
@@ -119,3 +121,21 @@ def test_runs_at_another_precision_are_not_merged(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text())["settings"]["trainer"]["precision"] == "bf16-mixed"
     results = run_experiment("tiny", ["cross"], out, small)
     assert list(results) == ["cross"]  # the bf16 CoMM scores are not mixed into a full-precision table
+
+
+def test_learning_curves_and_the_loss_ablation_variants(tmp_path: Path) -> None:
+    """``curves`` probes each pre-training after epochs 1 and 2 (the second resumes the first); the
+    preset's variants run CoMM with only some of its loss terms."""
+    out = tmp_path / "out"
+    small = [*_small(tmp_path / "cache", 64, 100), "trainer.max_epochs=2"]
+    results = run_experiment("tiny", ["comm_full_only", "comm_masked_only"], out, small, curves=[2, 1])
+    curves = json.loads((out / "curves.json").read_text())
+    assert list(curves) == ["comm_full_only", "comm_masked_only"]
+    for name, rows in curves.items():
+        assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [2, 4]
+        assert {t: rows[-1][t] for t in ("R", "U1", "U2", "S")} == results[name]
+    assert (out / "curves.png").stat().st_size > 10_000
+    stored = read_checkpoint(out / "comm_full_only" / "unbiased" / "checkpoints" / "last.ckpt")
+    assert stored["commlearn"]["config"]["method"]["options"] == {"loss_weights": [0, 0, 1]}
+    assert stored["global_step"] == 4
+    assert "CoMM (L only)" in (out / "table.md").read_text()

@@ -196,10 +196,13 @@ class ExperimentConfig:
     Attributes:
         methods: the methods an experiment runs when ``--methods`` is not given.
         method_options: per method name, its ``method.options`` in this preset (e.g. a smaller critic).
+        variants: named variants of a method that an experiment can run beside it, each
+            ``{"method": <name>, "options": {...}}`` (e.g. CoMM with only some of its loss terms).
     """
 
     methods: list[str] = field(default_factory=lambda: ["comm", "cross", "cross_self"])
     method_options: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

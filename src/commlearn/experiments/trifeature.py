@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from commlearn.config import RunConfig, load_config, preset_names
+from commlearn.config import ConfigError, RunConfig, load_config, preset_names
 
 TASKS = ("R", "U1", "U2", "S")
 REGIMES = {"unbiased": ("R", "U1", "U2"), "biased": ("S",)}
@@ -36,6 +36,8 @@ REFERENCES: dict[str, tuple[dict[str, float], str]] = {
 }
 LABELS = {
     "comm": "CoMM",
+    "comm_full_only": "CoMM (L only)",
+    "comm_masked_only": "CoMM (ΣL_i only)",
     "cross": "Cross",
     "cross_self": "Cross+Self",
     "factorcl": "FactorCL",
@@ -52,15 +54,36 @@ def preset_config(preset: str) -> str:
     return name
 
 
+def resolve_method(cfg: RunConfig, name: str) -> tuple[str, dict[str, Any]]:
+    """The registered method and its options that experiment entry ``name`` stands for: a method with its
+    ``experiment.method_options``, or a variant of ``experiment.variants`` (its method, its options on top).
+
+    Raises:
+        ConfigError: neither a registered method nor a variant of the preset.
+    """
+    from commlearn.methods.registry import METHODS
+
+    variant = cfg.experiment.variants.get(name)
+    if variant is not None:
+        method = variant.get("method") if isinstance(variant, dict) else None
+        if method not in METHODS:
+            raise ConfigError(f"experiment.variants.{name} must name a method of {sorted(METHODS)}")
+        return method, {**cfg.experiment.method_options.get(method, {}), **variant.get("options", {})}
+    if name not in METHODS:
+        choices = sorted(METHODS) + sorted(cfg.experiment.variants)
+        raise ConfigError(f"unknown method {name!r}; choose one of {choices}")
+    return name, dict(cfg.experiment.method_options.get(name, {}))
+
+
 def run_config(
     preset: str, method: str, regime: str, output: Path, overrides: Sequence[str] = ()
 ) -> RunConfig:
-    """The config of one pre-training: the preset with ``overrides``, the method with its options in the
-    preset (``experiment.method_options``; an overridden ``method.options`` key wins), the regime's data
+    """The config of one pre-training: the preset with ``overrides``, the method (or variant, see
+    :func:`resolve_method`) with its options (an overridden ``method.options`` key wins), the regime's data
     (``biased`` for the synergy run) and its run folder ``output/<method>/<regime>``."""
     cfg = load_config(preset_config(preset), overrides)
-    cfg.method.name = method
-    cfg.method.options = {**cfg.experiment.method_options.get(method, {}), **cfg.method.options}
+    cfg.method.name, options = resolve_method(cfg, method)
+    cfg.method.options = {**options, **cfg.method.options}
     cfg.data.options["biased"] = regime == "biased"
     cfg.trainer.output = str(output / method / regime)
     return cfg
@@ -94,41 +117,89 @@ def run_experiment(
     methods: Sequence[str] | None = None,
     output: str | Path = "runs/trifeature",
     overrides: Sequence[str] = (),
+    curves: Sequence[int] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Run the whole experiment and write ``results.json``, ``rus.png`` and ``table.md`` into ``output``.
 
     Args:
         preset: ``cpu``, ``paper`` or ``tiny`` (the packaged ``trifeature-*`` presets).
-        methods: method names (default: the preset's ``experiment.methods``).
+        methods: method names or variants of the preset's ``experiment.variants`` (default: the preset's
+            ``experiment.methods``).
         output: results folder; each pre-training runs in ``output/<method>/<unbiased|biased>``.
         overrides: ``section.key=value`` overrides applied to every pre-training.
+        curves: epochs after which to probe (learning curves): each pre-training is trained to the first,
+            probed, trained on to the next, and so on; the table holds the last point. Writes
+            ``curves.json`` and ``curves.png`` (accuracy against training steps).
 
     Returns:
         ``{method: {"R": …, "U1": …, "U2": …, "S": …}}`` balanced accuracies in %.
     """
-    from commlearn.methods.registry import method_class
-
     base = load_config(preset_config(preset), overrides)
     names = list(methods) if methods is not None else list(base.experiment.methods)
     for name in names:
-        method_class(name)  # an unknown name stops here, before any training
+        resolve_method(base, name)  # an unknown name stops here, before any training
+    points = sorted(set(curves or ()))
+    if points and (points[0] < 1 or points[-1] > base.trainer.max_epochs):
+        raise ConfigError(f"--curves epochs must be in 1..{base.trainer.max_epochs} (trainer.max_epochs)")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    settings = _settings(base)
+    settings = {**_settings(base), **({"curves": points} if points else {})}
     results, timings = _previous_results(out, settings)
+    curve_rows = _previous_curves(out) if results else {}
+    steps_per_epoch = int(base.data.options.get("n_pairs", 0)) // base.data.batch_size
     for name in names:
         t1 = time.perf_counter()
         scores: dict[str, float] = {}
+        rows: dict[int, dict[str, float]] = {e: {"step": e * steps_per_epoch} for e in points}
         for regime, tasks in REGIMES.items():
-            scores.update(pretrain_and_probe(run_config(preset, name, regime, out, overrides), tasks))
-        results[name] = scores
+            cfg = run_config(preset, name, regime, out, overrides)
+            for epoch in points:  # the same run trained further: each point resumes the previous one
+                cfg.trainer.max_epochs = epoch
+                rows[epoch].update(pretrain_and_probe(cfg, tasks))
+            scores.update(rows[points[-1]] if points else pretrain_and_probe(cfg, tasks))
+        results[name] = {t: scores[t] for t in TASKS}
         timings[name] = round(time.perf_counter() - t1, 1)
         print(f"[trifeature] {name}: {results[name]} ({timings[name]:.0f} s)")
+        if points:
+            curve_rows[name] = [{"epoch": e, **rows[e]} for e in points]
+            (out / "curves.json").write_text(json.dumps(curve_rows, indent=2))
+            plot_curves(curve_rows, out / "curves.png")
         _write_outputs(out, results, timings, settings)
     print(format_table(results))
     print(f"[trifeature] total {time.perf_counter() - t0:.0f} s; results in {out}")
     return results
+
+
+def _previous_curves(out: Path) -> dict[str, list[dict[str, float]]]:
+    try:
+        return dict(json.loads((out / "curves.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def plot_curves(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
+    """Probe accuracy of each task against pre-training steps, one line per method (the paper's Fig. 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chance = {"R": 10.0, "U1": 10.0, "U2": 10.0, "S": 50.0}
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharex=True)
+    for ax, task in zip(axes, TASKS, strict=True):
+        for name, rows in curves.items():
+            ax.plot(
+                [r["step"] for r in rows], [r[task] for r in rows], marker="o", label=LABELS.get(name, name)
+            )
+        ax.axhline(chance[task], color="grey", linestyle="--", linewidth=1)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("pre-training steps", fontsize=8)
+    axes[0].set_ylabel("linear probe balanced accuracy (%)")
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _settings(cfg: RunConfig) -> dict[str, Any]:
@@ -218,7 +289,10 @@ def plot_rus(results: dict[str, dict[str, float]], path: Path) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``commlearn experiment trifeature``."""
     p.add_argument("--preset", default="cpu", help="cpu, paper or tiny (the packaged trifeature-* presets)")
-    p.add_argument("--methods", help="comma-separated method names (default: the preset's)")
+    p.add_argument(
+        "--methods", help="comma-separated methods or variants, e.g. comm_full_only (default: the preset's)"
+    )
+    p.add_argument("--curves", help="comma-separated epochs to probe at (learning curves), e.g. 1,2,3,5")
     p.add_argument("--epochs", type=int, help="pre-training epochs per run (default: the preset's)")
     p.add_argument("--seed", type=int, help="seed of the data, the models and the probes (default: 0)")
     p.add_argument("--share", help="redundant attribute: shape, texture or color (default: shape)")
@@ -262,4 +336,10 @@ def run_from_args(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     if methods is not None and not methods:
         raise ValueError("--methods names no method")
-    return run_experiment(args.preset, methods, args.output, overrides_from_args(args))
+    curves = None
+    if args.curves is not None:
+        try:
+            curves = [int(e) for e in args.curves.split(",")]
+        except ValueError:
+            raise ValueError(f"--curves takes comma-separated epochs, got {args.curves!r}") from None
+    return run_experiment(args.preset, methods, args.output, overrides_from_args(args), curves)
