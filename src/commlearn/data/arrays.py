@@ -27,6 +27,7 @@ def load_arrays(
     labels: str | None = "labels",
     padding: Sequence[str | None] | None = None,
     task_type: TaskType = "multiclass",
+    split: str | None = None,
 ) -> ArrayDataset:
     """Load modalities from ``root``: an ``.npz`` file (one entry per modality) or a folder of ``.npy`` files.
 
@@ -39,9 +40,11 @@ def load_arrays(
         labels: entry holding labels, or None (absent labels are fine when the entry does not exist).
         padding: per modality, None or the entry holding its (N, T) bool padding mask (True = padding).
         task_type: how labels are probed.
+        split: entry naming each row's split (read with :func:`read_entry`); never taken as a modality.
 
     Raises:
-        ValueError: missing file or entry, unreadable file, mismatched lengths, NaN/Inf values.
+        ValueError: missing file or entry, unreadable file, mismatched lengths, NaN/Inf values, class labels
+            (``task_type="multiclass"``) that are not integers ≥ 0.
     """
     root = Path(root)
     if root.is_dir():
@@ -67,7 +70,7 @@ def load_arrays(
     chosen = (
         list(modalities)
         if modalities is not None
-        else [n for n in names if n != labels and n not in pad_names]
+        else [n for n in names if n not in (labels, split) and n not in pad_names]
     )
     missing = [n for n in [*chosen, *pad_names] if n not in names]
     if missing:
@@ -85,7 +88,48 @@ def load_arrays(
         replace(infer_spec(x, i), name=name) for i, (x, name) in enumerate(zip(inputs, chosen, strict=True))
     ]
     if y is not None and task_type == "multiclass":
+        _check_class_ids(y, f"labels entry {labels!r} of {root}")
         y = y.long()
     n_tasks = 0 if y is None else (1 if y.ndim == 1 else int(y.shape[1]))
     names_t = [labels or "label"] if n_tasks == 1 else [f"{labels}{k}" for k in range(n_tasks)]
     return ArrayDataset(inputs, specs, y, pads, task_names=names_t, task_type=task_type)
+
+
+def _check_class_ids(y: torch.Tensor, what: str) -> None:
+    """Raise a one-line ValueError unless ``y`` holds integer class ids ≥ 0 (as ints or whole floats)."""
+    if y.is_floating_point():
+        bad = ~(y == y.round())  # NaN fails too
+        if bool(bad.any()):
+            value = float(y[bad].flatten()[0])
+            raise ValueError(
+                f"{what} holds non-integer values (e.g. {value:g}) but the task type is multiclass: store "
+                "class ids 0..K-1, or set data.options.task_type to regression or multilabel"
+            )
+    if y.numel() and y.dtype != torch.bool and bool((y < 0).any()):
+        raise ValueError(f"{what} holds negative class ids (e.g. {int(y.min())}): store class ids 0..K-1")
+
+
+def read_entry(root: str | Path, name: str) -> np.ndarray:
+    """One entry of an ``.npz`` file, or ``<name>.npy`` of a folder (e.g. a split column).
+
+    Raises:
+        ValueError: missing or unreadable file or entry.
+    """
+    root = Path(root)
+    if root.is_dir():
+        path = root / f"{name}.npy"
+        if not path.is_file():
+            raise ValueError(f"entry {name!r} not found: no {path}")
+        return _read_array(path)
+    if not root.is_file():
+        raise ValueError(f"data path not found: {root}")
+    try:
+        archive = np.load(root, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"cannot read {root}: {e} (expected an .npz archive)") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{root} holds a single array; save one entry per modality with np.savez")
+    with archive:
+        if name not in archive.files:
+            raise ValueError(f"entry {name!r} not found in {root}; it has {archive.files}")
+        return np.asarray(archive[name])
