@@ -62,7 +62,8 @@ class ConvEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.out_dim = c
         self.downsample = 2 ** len(channels)
-        # channels-last convolutions are ~1.2× faster on CPU (oneDNN) for this trunk (benchmarks/README.md)
+        # channels-last weights: oneDNN ran this trunk's convolutions ~1.2× faster on CPU (commit 2732d3a, cpu
+        # preset); the layout is neutral for other devices and for checkpoints (state_dict values are the same)
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, x: Tensor) -> Tensor:
