@@ -45,10 +45,10 @@ class ContrastiveLoss(nn.Module):
         check_temperature(temperature)
         self.temperature = temperature
 
-    def compute(self, *args: Any) -> LossOutput:
+    def compute(self, *args: Any, **kwargs: Any) -> LossOutput:
         """The loss with its named terms and accuracies."""
         raise NotImplementedError
 
-    def forward(self, *args: Any) -> Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         """The scalar loss of :meth:`compute`."""
-        return self.compute(*args).loss
+        return self.compute(*args, **kwargs).loss

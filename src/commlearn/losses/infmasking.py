@@ -27,10 +27,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from commlearn import dist
-from commlearn.losses.base import LossOutput
+from commlearn.losses.base import ContrastiveLoss, LossOutput
 from commlearn.losses.comm import comm_terms
 from commlearn.losses.info_nce import check_embeddings, check_temperature
 
@@ -183,7 +183,7 @@ def _as_views(masked: Tensor | Sequence[Tensor], name: str) -> Tensor:
     return torch.stack(list(masked), dim=0)
 
 
-class InfMaskingLoss(nn.Module):
+class InfMaskingLoss(ContrastiveLoss):
     """InfMasking = CoMM's n+1 NCE terms plus one infinite-masking term per augmented view.
 
     ``L = 1/(n+3) · Σ_j w_j L_j`` over ``[inf_v1, inf_v2, nce_m0, ..., nce_m{n-1}, nce_full]`` (module
@@ -200,15 +200,13 @@ class InfMaskingLoss(nn.Module):
     def __init__(
         self, temperature: float = 0.1, mask_lambda: float = 1.0, weights: Sequence[float] | None = None
     ) -> None:
-        super().__init__()
-        check_temperature(temperature)
+        super().__init__(temperature)
         if mask_lambda < 0:
             raise ValueError(f"mask_lambda must be ≥ 0, got {mask_lambda}")
         if weights is not None and (len(weights) < 4 or any(w < 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(
                 f"weights must be ≥ 4 (n+3) non-negative numbers with a positive sum, got {list(weights)}"
             )
-        self.temperature = temperature
         self.mask_lambda = mask_lambda
         self.weights = None if weights is None else [float(w) for w in weights]
 
@@ -219,19 +217,6 @@ class InfMaskingLoss(nn.Module):
         if not 0 <= epoch < max_epochs:
             raise ValueError(f"epoch must be in 0..{max_epochs - 1} (0-based), got {epoch}")
         return self.mask_lambda * (epoch + 1) / max_epochs
-
-    def forward(
-        self,
-        z1: Sequence[Tensor],
-        z2: Sequence[Tensor],
-        masked1: Tensor | Sequence[Tensor],
-        masked2: Tensor | Sequence[Tensor],
-        *,
-        epoch: int,
-        max_epochs: int,
-    ) -> Tensor:
-        """Scalar InfMasking loss (see :meth:`compute` for the inputs)."""
-        return self.compute(z1, z2, masked1, masked2, epoch=epoch, max_epochs=max_epochs).loss
 
     def compute(
         self,
