@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import random
 import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -86,6 +93,211 @@ class _ResumableCSVLogger(CSVLogger):
             os.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class TrainingStopped(Exception):
+    """Training stopped before the end of the run. The message is one line: what happened, where the
+    checkpoint is, and what to do.
+
+    Attributes:
+        step: training steps done when it stopped.
+        checkpoint: the checkpoint to resume from (None when none was written).
+        exit_code: the exit status of the command line.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class Interrupted(TrainingStopped):
+    """A SIGTERM or SIGINT arrived: the run stopped after the step in progress and saved a checkpoint that the
+    same ``fit`` resumes from. Exit status 128 + the signal number (143 for SIGTERM, 130 for SIGINT)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name} at step {step}; checkpoint saved to {checkpoint}; "
+            "run the same command to resume",
+            step,
+            checkpoint,
+        )
+        self.exit_code = 128 + signum
+
+
+class LossNotFinite(TrainingStopped):
+    """The training loss became NaN or infinite: the run stopped before that step's update, and the last
+    checkpoint (written before it, with finite weights) is kept. Exit status 2."""
+
+    exit_code = 2
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random states of torch (CPU, and every CUDA device when there is one), numpy and Python's
+    ``random``, as plain data that ``torch.load(weights_only=True)`` reads back."""
+    # numpy's global generator (np.random.*) is the legacy MT19937: its state is a tuple
+    legacy: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]  # noqa: NPY002
+    key, pos, has_gauss, gauss = legacy[1:]
+    version, state, py_gauss = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": version, "state": list(state), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore the global random states :func:`rng_states` returned (CUDA states only on a machine with as many
+    CUDA devices)."""
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    key = n["key"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", key, n["pos"], n["has_gauss"], n["gauss"]))  # noqa: NPY002
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    cuda = states.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+class _RandomStates(Callback):
+    """Writes the global random states into every checkpoint and restores them when training resumes, so a
+    resumed run draws the same augmentations as an uninterrupted one (the loader's order is restored by
+    :meth:`BatchLoader.load_state_dict`)."""
+
+    def __init__(self) -> None:
+        self._to_restore: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return rng_states()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._to_restore = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after the whole restore (model, optimiser, loops): nothing draws random numbers between here and the
+        # first resumed step
+        if self._to_restore is not None:
+            set_rng_states(self._to_restore)
+            self._to_restore = None
+
+
+class _LastCheckpoint(Callback):
+    """Keeps ``last.ckpt``, the newest state of the run, from which :func:`fit` resumes exactly.
+
+    It is written every ``every_n_steps`` steps (0: at every epoch end), after the final step, and on request
+    (:meth:`save`). An epoch that ``trainer.max_steps`` cuts short is saved at its last step, not at its end:
+    Lightning counts such an epoch as complete, and a resume from its end would skip its remaining batches.
+
+    Args:
+        path: the file.
+        every_n_steps: the step interval (0: epoch ends).
+
+    Attributes:
+        saved_step: the step of the newest ``last.ckpt`` written or resumed from (None: none yet).
+    """
+
+    def __init__(self, path: Path, every_n_steps: int) -> None:
+        self.path = path
+        self.every_n_steps = every_n_steps
+        self.saved_step: int | None = None
+        self._cut_short = False
+
+    def save(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` now (between steps: after one step's update, before the next batch)."""
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self.saved_step = trainer.global_step
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.saved_step = int(checkpoint["global_step"])
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        end_of_epoch = batch_idx + 1 >= trainer.num_training_batches
+        final_step = trainer.max_steps != -1 and step >= trainer.max_steps
+        self._cut_short = final_step and not end_of_epoch
+        if self.every_n_steps:
+            last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+            due = step % self.every_n_steps == 0 or final_step or (end_of_epoch and last_epoch)
+        else:
+            due = self._cut_short
+        if due and self.saved_step != step:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.every_n_steps and not self._cut_short and self.saved_step != trainer.global_step:
+            self.save(trainer)
+
+
+class _StopGuard(Callback):
+    """Stops a run cleanly.
+
+    - A loss that is NaN or infinite raises :class:`LossNotFinite` before its backward pass: the weights and the
+      checkpoints stay those of the last good step.
+    - With ``catch_signals``, SIGTERM and SIGINT are noted (from the start of training; Lightning restores the
+      earlier handlers when ``fit`` ends) and the run stops after the step in progress, writes ``last.ckpt``
+      and raises :class:`Interrupted`. A second SIGINT stops at once (KeyboardInterrupt).
+
+    Args:
+        last: the run's ``last.ckpt`` keeper.
+        catch_signals: handle SIGTERM and SIGINT (only in the main thread, where Python delivers signals).
+    """
+
+    def __init__(self, last: _LastCheckpoint, catch_signals: bool) -> None:
+        self.last = last
+        self.catch_signals = catch_signals
+        self.received: int | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received = None
+        if self.catch_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
+        value = float(loss.detach())
+        if math.isfinite(value):
+            return
+        saved, last = self.last.saved_step, self.last.path
+        kept = (
+            f"the last good checkpoint {last} (step {saved}) is kept"
+            if saved is not None
+            else "no checkpoint had been written yet"
+        )
+        raise LossNotFinite(
+            f"the training loss became {value} at step {trainer.global_step}; training stopped and {kept}; "
+            "lower method.lr, or look for extreme values in the data",
+            trainer.global_step,
+            last if saved is not None else None,
+        )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.received is not None:
+            self.last.save(trainer)
+            raise Interrupted(self.received, trainer.global_step, self.last.path)
 
 
 def task_info(dataset: MultimodalDataset, label_column: int = 0) -> TaskInfo | None:
@@ -217,7 +429,60 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def fit(cfg: RunConfig) -> FitResult:
+def check_config(cfg: RunConfig) -> None:
+    """Raise a one-line ConfigError for training settings no run can use (checked before anything is built).
+
+    Raises:
+        ConfigError: names the key, the value and what is expected.
+    """
+    t = cfg.trainer
+    checks = [
+        (t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "≥ 1"),
+        (
+            t.max_steps == -1 or t.max_steps >= 1,
+            "trainer.max_steps",
+            t.max_steps,
+            "≥ 1, or -1 (epochs decide)",
+        ),
+        (t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "≥ 1"),
+        (
+            t.checkpoint_every_n_steps >= 0,
+            "trainer.checkpoint_every_n_steps",
+            t.checkpoint_every_n_steps,
+            "≥ 0 (0: at epoch ends only)",
+        ),
+        (t.num_nodes >= 1, "trainer.num_nodes", t.num_nodes, "≥ 1"),
+        (
+            not isinstance(t.devices, int) or t.devices >= 1 or t.devices == -1,
+            "trainer.devices",
+            t.devices,
+            "'auto', a count ≥ 1, -1 (every device) or a list of device ids",
+        ),
+        (cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "≥ 1"),
+        (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in [0, 1)"),
+    ]
+    for ok, key, value, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+def _hardware_error(cfg: RunConfig, error: BaseException) -> ConfigError:
+    """A one-line ConfigError for settings Lightning rejected (``MisconfigurationException`` and the like)."""
+    t = cfg.trainer
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        return ConfigError(
+            f"trainer.accelerator={t.accelerator} but this machine has no GPU that PyTorch can use ({reason}); "
+            "pass trainer.accelerator=cpu, or auto to use a GPU when there is one"
+        )
+    settings = ", ".join(
+        f"trainer.{k}={getattr(t, k)!r}"
+        for k in ("accelerator", "devices", "num_nodes", "strategy", "precision")
+    )
+    return ConfigError(f"Lightning cannot run with {settings}: {reason}")
+
+
+def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
     """Train ``cfg.method`` on the data ``cfg.data`` describes, in the run folder ``cfg.trainer.output``.
 
     Writes ``config.yaml`` (resolved), ``metrics.csv`` logs, TensorBoard events,
@@ -225,10 +490,23 @@ def fit(cfg: RunConfig) -> FitResult:
     from ``last.ckpt`` (or, when it was trained to the requested length, returns it untrained); a folder
     holding another run stops with a ConfigError before anything is written (see :func:`run_state`).
 
+    Checkpoints hold the loader's position and the global random states: a run stopped mid-epoch and resumed
+    ends with the same weights as an uninterrupted one (on CPU, one process). ``last.ckpt`` holds the final
+    step. A NaN or infinite loss stops the run before that step's update (:class:`LossNotFinite`).
+
+    Args:
+        cfg: the run's configuration.
+        catch_signals: while training, turn SIGTERM and SIGINT into a clean stop after the step in progress,
+            with a checkpoint (:class:`Interrupted`); the process's earlier handlers are back when ``fit``
+            returns. For programs that own their process (the ``commlearn`` command line).
+
     Raises:
-        ConfigError: a bad config, or a run folder that holds another run.
+        ConfigError: a bad config (including hardware settings Lightning rejects), or a run folder that holds
+            another run.
         ValueError: data that cannot be read, or that does not match the checkpoint being resumed.
+        TrainingStopped: the loss became NaN or infinite, or (``catch_signals``) a signal stopped the run.
     """
+    check_config(cfg)
     state = run_state(cfg)
     out = Path(cfg.trainer.output)
     ckpt_dir = out / "checkpoints"
@@ -244,49 +522,44 @@ def fit(cfg: RunConfig) -> FitResult:
     resume = last if state == "resume" and last.is_file() else None
     if resume is not None:
         check_specs(read_checkpoint(resume)[CHECKPOINT_KEY], specs, resume)
-    if state == "restart":
-        _clear_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    if not cfg.trainer.keep_epoch_checkpoints:
-        kept = 0  # last.ckpt alone
-    elif cfg.trainer.checkpoint_every_n_steps == 0:
-        kept = -1  # one file per epoch
-    else:
-        kept = 1  # step checkpoints overwrite one file
-    callbacks: list[Any] = [
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            save_last=True,
-            save_top_k=kept,
-            every_n_train_steps=cfg.trainer.checkpoint_every_n_steps or None,
+    every = cfg.trainer.checkpoint_every_n_steps
+    keeper = _LastCheckpoint(last, every)
+    callbacks: list[Any] = [keeper, _RandomStates(), _StopGuard(keeper, catch_signals)]
+    if cfg.trainer.keep_epoch_checkpoints:  # beside last.ckpt: one file per epoch, or the newest step's file
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir, save_top_k=-1 if every == 0 else 1, every_n_train_steps=every or None
+            )
         )
-    ]
     if cfg.trainer.progress_bar:
         steps_per_epoch = len(train_set) // cfg.data.batch_size
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(10, steps_per_epoch // 10 or 1))))
-    trainer = L.Trainer(
-        max_epochs=cfg.trainer.max_epochs,
-        max_steps=cfg.trainer.max_steps,
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy,
-        precision=cfg.trainer.precision,  # type: ignore[arg-type]
-        default_root_dir=out,
-        logger=[
-            _ResumableCSVLogger(out, name="", version=""),
-            TensorBoardLogger(out, name="tensorboard", version=""),
-        ],
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-        enable_progress_bar=cfg.trainer.progress_bar,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        deterministic=False,
-    )
+    try:
+        trainer = L.Trainer(
+            max_epochs=cfg.trainer.max_epochs,
+            max_steps=cfg.trainer.max_steps,
+            accelerator=cfg.trainer.accelerator,
+            devices=cfg.trainer.devices,
+            num_nodes=cfg.trainer.num_nodes,
+            strategy=cfg.trainer.strategy,
+            precision=cfg.trainer.precision,  # type: ignore[arg-type]
+            default_root_dir=out,
+            logger=[
+                _ResumableCSVLogger(out, name="", version=""),
+                TensorBoardLogger(out, name="tensorboard", version=""),
+            ],
+            callbacks=callbacks,
+            enable_checkpointing=cfg.trainer.keep_epoch_checkpoints,  # else Lightning adds its own
+            plugins=[AtomicCheckpointIO()],
+            log_every_n_steps=cfg.trainer.log_every_n_steps,
+            enable_progress_bar=cfg.trainer.progress_bar,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            num_sanity_val_steps=0,
+            deterministic=False,
+        )
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
+        raise _hardware_error(cfg, e) from None
     device = trainer.strategy.root_device
     train_loader = BatchLoader(
         on_device(train_set, device), cfg.data.batch_size, shuffle=True, drop_last=True, seed=cfg.trainer.seed
@@ -296,7 +569,14 @@ def fit(cfg: RunConfig) -> FitResult:
         if val_set is None
         else BatchLoader(on_device(val_set, device), min(cfg.data.batch_size, len(val_set)), shuffle=False)
     )
-    trainer.fit(method, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    if state == "restart":
+        _clear_run(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    try:
+        trainer.fit(method, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    except MisconfigurationException as e:
+        raise _hardware_error(cfg, e) from None
     if trainer.is_global_zero:
         done = {"epochs": trainer.current_epoch, "global_step": trainer.global_step}
         _write_atomic(out / "done.json", json.dumps(done))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -15,6 +16,10 @@ class BatchLoader:
 
     Under ``torch.distributed`` each rank takes every ``world_size``-th batch of one shared permutation, so the
     ranks see disjoint samples and the same number of steps.
+
+    The loader is resumable mid-epoch (Lightning's stateful-loader protocol): :meth:`state_dict` records the
+    epoch being iterated and how many batches it has handed out; after :meth:`load_state_dict` the next
+    iteration continues that epoch's permutation from the following batch.
 
     Args:
         dataset: a batch-indexed data set.
@@ -45,10 +50,36 @@ class BatchLoader:
         self.drop_last = drop_last
         self.seed = seed
         self.epoch = 0
+        self._yielded = 0  # batches of epoch `self.epoch` handed out by the current iteration
+        self._skip = 0  # batches of epoch `self.epoch` the next iteration leaves out (set by load_state_dict)
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the permutation of ``epoch`` (called by the trainer so resumed runs continue the sequence)."""
+        """Choose the permutation of ``epoch`` (called by the trainer so resumed runs continue the sequence).
+
+        A position restored by :meth:`load_state_dict` is kept when ``epoch`` is the restored epoch.
+        """
+        if epoch != self.epoch:
+            self._skip = 0
         self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the iteration stands: ``{"epoch": e, "batches": k}`` — k batches of epoch e handed out."""
+        return {"epoch": self.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration yields epoch ``e``'s batches from ``k`` on
+        (or starts epoch ``e + 1`` when epoch ``e`` was complete).
+
+        Raises:
+            ValueError: a state that this loader did not write.
+        """
+        try:
+            epoch, batches = int(state["epoch"]), int(state["batches"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"not a BatchLoader state: {state!r}") from None
+        if batches >= len(self):
+            epoch, batches = epoch + 1, 0
+        self.epoch, self._skip, self._yielded = epoch, batches, batches
 
     def _n_global_batches(self) -> int:
         n, b, w = len(self.dataset), self.batch_size, dist.world_size()
@@ -61,12 +92,18 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[MultimodalBatch]:
         n = len(self.dataset)
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        self.epoch += 1
         r, w = dist.rank(), dist.world_size()
-        for k in range(r, self._n_global_batches(), w):
-            yield self.dataset.get_batch(order[k * self.batch_size : (k + 1) * self.batch_size])
+        self._yielded = skip
+        for k in range(r + skip * w, self._n_global_batches(), w):
+            batch = self.dataset.get_batch(order[k * self.batch_size : (k + 1) * self.batch_size])
+            self._yielded += 1
+            yield batch
+        self.epoch = epoch + 1
+        self._yielded = 0
