@@ -3,38 +3,23 @@
 A builder takes ``(root, seed, **options)``; its keyword arguments are the data set's options (YAML
 ``data.options``), so they and their defaults are written once, there. It returns a :class:`DataSplits` (or a
 single data set, used for everything).
+
+Published data sets (``mosi``, ``mosei``, ``ur-funny``, ``mustard``, ``mimic``, ``vision-touch``, ``mm-imdb``)
+are read from the files ``data.root`` names, with their published split; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from commlearn.config import ConfigError, DataConfig, check_options
-from commlearn.data.arrays import load_arrays
+from commlearn.config import ConfigError, DataConfig, TaskType, check_options
 from commlearn.data.base import MultimodalDataset
+from commlearn.data.splits import DataSplits
 from commlearn.data.synthetic import make_synthetic
-
-
-@dataclass
-class DataSplits:
-    """The sample sets a data config describes.
-
-    Attributes:
-        train: the pre-training samples.
-        probe_train: the samples linear probes are fitted on (None: ``train``).
-        test: the samples probes are scored on (None: the probe command holds out a random share of the
-            probe-train samples).
-    """
-
-    train: MultimodalDataset
-    probe_train: MultimodalDataset | None = None
-    test: MultimodalDataset | None = None
-
 
 DatasetBuilder = Callable[..., "MultimodalDataset | DataSplits"]
 
@@ -58,10 +43,24 @@ def _arrays(
     labels: str | None = "labels",
     padding: list[str | None] | None = None,
     task_type: str = "multiclass",
-) -> MultimodalDataset:
+    split: str | None = None,
+    val: str | None = None,
+    test: str | None = None,
+    standardize: bool = True,
+) -> DataSplits:
+    """A user's arrays (see :func:`~commlearn.data.user_arrays.load_user_arrays`): ``split`` names an entry of
+    train/val/test (or 0/1/2) per row, or ``val``/``test`` name separate files; ``standardize`` scales float
+    vector modalities with the training rows' statistics."""
     if root is None:
         raise ConfigError("data.root must name the .npz file or folder of .npy files for data.name=arrays")
-    return load_arrays(root, modalities, labels, padding, task_type)  # type: ignore[arg-type]
+    if task_type not in ("multiclass", "multilabel", "regression"):
+        raise ConfigError(
+            f"data.options.task_type must be multiclass, multilabel or regression, got {task_type!r}"
+        )
+    from commlearn.data.user_arrays import load_user_arrays
+
+    task: TaskType = task_type  # type: ignore[assignment]
+    return load_user_arrays(root, modalities, labels, padding, task, split, val, test, standardize)
 
 
 def _trifeature(
@@ -93,7 +92,77 @@ def _trifeature(
     return DataSplits(train=train, probe_train=data.probe_train, test=data.probe_test)
 
 
-DATASETS: dict[str, DatasetBuilder] = {"synthetic": _synthetic, "arrays": _arrays, "trifeature": _trifeature}
+def _affect(dataset: str) -> DatasetBuilder:
+    def build(
+        root: str | None, seed: int, modalities: list[str] | None = None, task: str = "binary"
+    ) -> DataSplits:
+        from commlearn.data.multibench import load_affect
+
+        return load_affect(root, dataset, modalities, task)
+
+    info = {
+        "mosi": "mosi_data.pkl",
+        "mosei": "mosei_senti_data.pkl",
+        "ur-funny": "humor.pkl",
+        "mustard": "sarcasm.pkl",
+    }
+    build.__doc__ = (
+        f"{dataset} from MultiBench's {info[dataset]} (``root``: the file or its folder); ``modalities`` among "
+        "vision, audio, text; ``task``: binary (label > 0) or, for mosi/mosei, regression."
+    )
+    return build
+
+
+def _mimic(
+    root: str | None, seed: int, modalities: list[str] | None = None, tasks: list[str] | None = None
+) -> DataSplits:
+    """MIMIC from MultiBench's ``im.pk``: ``modalities`` among static, vitals; ``tasks`` among mortality and
+    icd9_<k> (default icd9_7, mortality)."""
+    from commlearn.data.multibench import load_mimic
+
+    return load_mimic(root, modalities, tasks)
+
+
+def _vision_touch(
+    root: str | None,
+    seed: int,
+    modalities: list[str] | None = None,
+    task: str = "ee_yaw_next",
+    image_size: int | None = None,
+    force_window: int = 32,
+    test_fraction: float = 0.2,
+) -> DataSplits:
+    """Vision&Touch episodes (``root``: the triangle_real_data folder of .h5 files): ``modalities`` among image,
+    force, proprio; ``task``: ee_yaw_next (regression) or contact_next (binary)."""
+    from commlearn.data.vision_touch import load_vision_touch
+
+    return load_vision_touch(root, modalities, task, image_size, force_window, test_fraction)
+
+
+def _mmimdb(
+    root: str | None,
+    seed: int,
+    modalities: list[str] | None = None,
+    split_sizes: list[int] | None = None,
+    standardize: bool = True,
+) -> DataSplits:
+    """MM-IMDb features from MultiBench's ``multimodal_imdb.hdf5``: ``modalities`` among image (VGG features)
+    and text (word2vec features); ``split_sizes``: train/dev/test rows (default: the release's);
+    ``standardize``: per-feature scaling with the train rows' statistics."""
+    from commlearn.data.mmimdb import MMIMDB_SPLIT_SIZES, load_mmimdb_hdf5
+
+    return load_mmimdb_hdf5(root, modalities, split_sizes or MMIMDB_SPLIT_SIZES, standardize)
+
+
+DATASETS: dict[str, DatasetBuilder] = {
+    "synthetic": _synthetic,
+    "arrays": _arrays,
+    "trifeature": _trifeature,
+    **{name: _affect(name) for name in ("mosi", "mosei", "ur-funny", "mustard")},
+    "mimic": _mimic,
+    "vision-touch": _vision_touch,
+    "mm-imdb": _mmimdb,
+}
 
 
 def register_dataset(name: str, builder: DatasetBuilder) -> None:
