@@ -80,22 +80,28 @@ def _finite(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(x.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _left_align(x: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Move steps ``start[i]:`` of each row to the front and zero the rest.
+def _left_align(x: np.ndarray, keep: np.ndarray, start: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Rows ``keep`` of ``x`` with steps ``start[i]:`` moved to the front, the rest zero, NaN/±inf → 0.
+
+    Works through ``chunk`` rows at a time, so the peak memory is the float32 output plus one chunk.
 
     Args:
-        x: (N, T, d).
-        start: (N,) int, first step kept per row.
+        x: (N, T, d) features.
+        keep: (K,) int64 rows of ``x`` to keep.
+        start: (K,) int64 first step kept per row.
 
     Returns:
-        ``(aligned (N, T, d), padding (N, T) bool)`` with padding True at the T - (T - start) trailing steps.
+        (K, T, d) float32.
     """
-    n, t = x.shape[:2]
-    steps = start[:, None] + np.arange(t)[None, :]  # (N, T) source step of each output step
-    padding = steps >= t
-    out = np.take_along_axis(x, np.minimum(steps, t - 1)[:, :, None], axis=1)
-    out[padding] = 0.0
-    return out, padding
+    t = x.shape[1]
+    out = np.empty((len(keep), t, x.shape[2]), dtype=np.float32)
+    for lo in range(0, len(keep), chunk):
+        rows = keep[lo : lo + chunk]
+        steps = start[lo : lo + chunk, None] + np.arange(t)[None, :]  # (k, T) source step of each output step
+        block = np.take_along_axis(_finite(x[rows]), np.minimum(steps, t - 1)[:, :, None], axis=1)
+        block[steps >= t] = 0.0
+        out[lo : lo + chunk] = block
+    return out
 
 
 def _affect_split(
@@ -129,17 +135,17 @@ def _affect_split(
     ).reshape(n, -1)
     if labels.shape[1] != 1:
         raise DataFileError(f"{where}/labels has {labels.shape[1]} values per sample, expected one")
-    text_f = _finite(text)
-    signal = (text_f != 0).any(axis=2)  # (N, T): steps with a word vector
-    keep = signal.any(axis=1)
-    start = signal.argmax(axis=1)[keep]
-    inputs, pads, specs = [], [], []
+    signal = np.zeros((n, t), dtype=bool)  # steps with a (finite, non-zero) word vector
+    for lo in range(0, n, 2048):
+        signal[lo : lo + 2048] = (_finite(text[lo : lo + 2048]) != 0).any(axis=2)
+    keep = np.flatnonzero(signal.any(axis=1))
+    start = signal[keep].argmax(axis=1)
+    padding = torch.from_numpy(start[:, None] + np.arange(t)[None, :] >= t)  # (K, T) True = padding
+    inputs, specs = [], []
     for name in modalities:
-        x = text_f if name == "text" else _finite(raw[name])
-        aligned, padding = _left_align(x[keep], start)
-        inputs.append(torch.from_numpy(aligned))
-        pads.append(torch.from_numpy(padding))
-        specs.append(ModalitySpec(name, "sequence", (t, int(x.shape[2]))))
+        inputs.append(torch.from_numpy(_left_align(raw[name], keep, start)))
+        specs.append(ModalitySpec(name, "sequence", (t, int(raw[name].shape[2]))))
+    pads: list[torch.Tensor | None] = [padding] * len(modalities)
     y_raw = _finite(labels[keep, 0])
     if task == "binary":
         y = torch.from_numpy(y_raw > 0).long()
