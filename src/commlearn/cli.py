@@ -1,7 +1,11 @@
 """The ``commlearn`` command line: ``fit``, ``probe``, ``embed``, ``experiment``.
 
-Every subcommand is reachable from Python as ``main(["fit", "--config", ...])``; bad input ends with a one-line
-``error: ...`` on stderr and exit status 2. The training stack is imported only once the arguments are read.
+Every subcommand is reachable from Python as ``main(["fit", "--config", ...])``. An expected failure ends with
+a one-line ``error: ...`` on stderr and a non-zero exit status, without a traceback: bad input (a config, an
+argument, a data file: status 2), a run stopped by a NaN loss (2) or by SIGTERM / SIGINT (128 + the signal
+number, with a checkpoint to resume from), a file that cannot be written (1). ``commlearn --debug ...`` shows
+the traceback of those too; anything else (a bug) always shows it. The training stack is imported only once
+the arguments and the config are read.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     from commlearn.experiments.trifeature import add_arguments
 
     p = argparse.ArgumentParser(prog="commlearn", description="CoMM: contrastive multimodal learning")
+    p.add_argument("--debug", action="store_true", help="show the traceback of every error, not one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     fit = sub.add_parser("fit", help="pre-train a method from a preset or YAML config")
@@ -55,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
 
     embed = sub.add_parser("embed", help="export embeddings of a data set to .npz")
     embed.add_argument("--checkpoint", type=Path, required=True)
-    embed.add_argument("--output", type=Path, required=True, help="the .npz file to write (features, labels)")
+    embed.add_argument(
+        "--output", type=Path, required=True, help="the .npz file to write (features, ids and labels)"
+    )
     embed.add_argument("--modalities", help="comma-separated modality indices to use (others missing)")
     embed.add_argument("overrides", nargs="*", help="data.* overrides")
 
@@ -71,7 +78,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # config errors answer before the training stack loads
     from commlearn.train import fit
 
-    result = fit(cfg)
+    result = fit(cfg, catch_signals=True)  # SIGTERM / SIGINT: a checkpoint, then one line (see main)
     if result.finished_before:
         print(
             f"run {result.output} already finished ({cfg.trainer.max_epochs} epochs); raise trainer.max_epochs "
@@ -151,17 +158,18 @@ def _interactions(method: Any, probe_train: Any, test_set: Any, seed: int, args:
 def _run_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from commlearn.data.base import sample_ids
     from commlearn.eval import extract_features
     from commlearn.train import load_run
 
     method, _cfg, data = load_run(args.checkpoint, args.overrides)
     features, labels = extract_features(method, data.train, modalities=_modalities(args.modalities))
-    arrays: dict[str, Any] = {"features": features.numpy()}
+    arrays: dict[str, Any] = {"features": features.numpy(), "ids": sample_ids(data.train)}
     if labels is not None:
         arrays["labels"] = labels.numpy()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.output, **arrays)
-    print(f"wrote {tuple(features.shape)} features to {args.output}")
+    print(f"wrote {tuple(features.shape)} features and {', '.join(list(arrays)[1:])} to {args.output}")
     return 0
 
 
@@ -170,6 +178,20 @@ def _run_experiment(args: argparse.Namespace) -> int:
 
     run_from_args(args)
     return 0
+
+
+def _exit_status(error: BaseException) -> int | None:
+    """The exit status of an expected error (one line, no traceback), or None for a bug."""
+    if isinstance(error, ValueError):  # ConfigError included: a config, an argument or data is wrong
+        return 2
+    train = sys.modules.get("commlearn.train")  # TrainingStopped exists only once training was loaded
+    if train is not None and isinstance(error, train.TrainingStopped):
+        return int(error.exit_code)
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    if isinstance(error, OSError):  # a file or folder that cannot be read or written
+        return 1
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,9 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep_freed_memory()  # this process is ours: training runs faster on glibc (see commlearn.speed)
     try:
         return handlers[args.command](args)
-    except ValueError as e:  # includes ConfigError: one line, no traceback
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        status = _exit_status(e)
+        if status is None or args.debug:
+            raise
+        text = "interrupted by SIGINT" if isinstance(e, KeyboardInterrupt) else str(e).strip()
+        print(f"error: {text.splitlines()[0] if text else type(e).__name__}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,35 @@ def _read_array(path: Path) -> np.ndarray:
         raise ValueError(f"cannot read array file {path}: {e} (is it a valid .npy file?)") from None
 
 
+def _archive_entry(archive: np.lib.npyio.NpzFile, name: str, root: Path) -> np.ndarray:
+    """Entry ``name`` of an open ``.npz`` archive; a damaged member (bad CRC, truncated) is a one-line error."""
+    try:
+        return np.asarray(archive[name])
+    except (ValueError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+        if "allow_pickle" in str(e):
+            raise ValueError(
+                f"entry {name!r} of {root} holds Python objects (a pickled array), which are not read: store "
+                "numeric arrays"
+            ) from None
+        raise ValueError(
+            f"cannot read entry {name!r} of {root}: {e}; the file is damaged: write it again"
+        ) from None
+
+
+_KIND_NAMES = {"U": "strings", "S": "byte strings", "O": "Python objects", "c": "complex numbers"}
+
+
+def _numeric(array: np.ndarray, name: str, root: Path) -> np.ndarray:
+    """``array`` if it holds numbers or booleans; else a one-line ValueError naming the entry."""
+    if array.dtype.kind not in "biuf":
+        what = _KIND_NAMES.get(array.dtype.kind, "values that are not numbers")
+        raise ValueError(
+            f"entry {name!r} of {root} holds {what} (dtype {array.dtype}): store numbers (features, token "
+            "ids, or class ids 0..K-1 for labels)"
+        )
+    return array
+
+
 def load_arrays(
     root: str | Path,
     modalities: Sequence[str] | None = None,
@@ -28,6 +58,7 @@ def load_arrays(
     padding: Sequence[str | None] | None = None,
     task_type: TaskType = "multiclass",
     split: str | None = None,
+    present: str | None = None,
 ) -> ArrayDataset:
     """Load modalities from ``root``: an ``.npz`` file (one entry per modality) or a folder of ``.npy`` files.
 
@@ -41,10 +72,13 @@ def load_arrays(
         padding: per modality, None or the entry holding its (N, T) bool padding mask (True = padding).
         task_type: how labels are probed.
         split: entry naming each row's split (read with :func:`read_entry`); never taken as a modality.
+        present: entry holding an (N, n) presence mask (bool, or 0/1), one column per modality in order: False
+            where a sample lacks that modality (its values there are ignored, NaN allowed).
 
     Raises:
-        ValueError: missing file or entry, unreadable file, mismatched lengths, NaN/Inf values, class labels
-            (``task_type="multiclass"``) that are not integers ≥ 0.
+        ValueError: missing file or entry, unreadable or damaged file, entries that are not numbers (strings,
+            objects), mismatched lengths, NaN/Inf values, class labels (``task_type="multiclass"``) that are
+            not integers ≥ 0, a presence mask of the wrong shape or with a sample lacking every modality.
     """
     root = Path(root)
     if root.is_dir():
@@ -53,7 +87,7 @@ def load_arrays(
             raise ValueError(
                 f"no .npy files in {root}: give a folder of <modality>.npy files or an .npz file"
             )
-        get = lambda name: _read_array(entries[name])  # noqa: E731
+        read = lambda name: _read_array(entries[name])  # noqa: E731
         names = list(entries)
     elif root.is_file():
         try:
@@ -63,16 +97,17 @@ def load_arrays(
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError(f"{root} holds a single array; save one entry per modality with np.savez")
         names = list(archive.files)
-        get = lambda name: archive[name]  # noqa: E731
+        read = lambda name: _archive_entry(archive, name, root)  # noqa: E731
     else:
         raise ValueError(f"data path not found: {root}")
+    get = lambda name: _numeric(read(name), name, root)  # noqa: E731
     pad_names = [p for p in (padding or []) if p is not None]
     chosen = (
         list(modalities)
         if modalities is not None
-        else [n for n in names if n not in (labels, split) and n not in pad_names]
+        else [n for n in names if n not in (labels, split, present) and n not in pad_names]
     )
-    missing = [n for n in [*chosen, *pad_names] if n not in names]
+    missing = [n for n in [*chosen, *pad_names, *([present] if present else [])] if n not in names]
     if missing:
         raise ValueError(f"entries {missing} not found in {root}; it has {names}")
     if not chosen:
@@ -92,7 +127,17 @@ def load_arrays(
         y = y.long()
     n_tasks = 0 if y is None else (1 if y.ndim == 1 else int(y.shape[1]))
     names_t = [labels or "label"] if n_tasks == 1 else [f"{labels}{k}" for k in range(n_tasks)]
-    return ArrayDataset(inputs, specs, y, pads, task_names=names_t, task_type=task_type)
+    mask = None if present is None else _presence(get(present), present, root)
+    return ArrayDataset(inputs, specs, y, pads, task_names=names_t, task_type=task_type, present=mask)
+
+
+def _presence(values: np.ndarray, name: str, root: Path) -> torch.Tensor:
+    """A presence entry (N, n) of booleans or 0/1 → a bool tensor; else a one-line ValueError."""
+    if values.dtype != np.bool_ and not np.isin(values, (0, 1)).all():
+        raise ValueError(
+            f"presence entry {name!r} of {root} must hold booleans or 0/1 (True = the sample has the modality)"
+        )
+    return torch.from_numpy(values.astype(bool))
 
 
 def _check_class_ids(y: torch.Tensor, what: str) -> None:
@@ -132,4 +177,4 @@ def read_entry(root: str | Path, name: str) -> np.ndarray:
     with archive:
         if name not in archive.files:
             raise ValueError(f"entry {name!r} not found in {root}; it has {archive.files}")
-        return np.asarray(archive[name])
+        return _archive_entry(archive, name, root)

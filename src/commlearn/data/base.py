@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -53,11 +54,14 @@ class MultimodalBatch:
         inputs: n tensors, each with the batch size B as first axis.
         padding: n entries, each None or a bool tensor (B, T) with True where a sequence is padding.
         labels: None, (B,) or (B, K) — K label columns (several tasks or multi-label targets).
+        present: None (every modality of every sample is there) or a bool tensor (B, n), False where sample b
+            lacks modality i; that sample's inputs of modality i are placeholders that embeddings ignore.
     """
 
     inputs: list[Tensor]
     padding: list[Tensor | None] = field(default_factory=list)
     labels: Tensor | None = None
+    present: Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.padding:
@@ -66,6 +70,13 @@ class MultimodalBatch:
             raise ValueError(
                 f"padding has {len(self.padding)} entries but there are {len(self.inputs)} modalities"
             )
+        if self.present is not None:
+            expected = (self.batch_size, self.n_modalities)
+            if self.present.dtype != torch.bool or tuple(self.present.shape) != expected:
+                raise ValueError(
+                    f"present must be a bool {expected} mask (batch, modalities), got "
+                    f"{self.present.dtype} {tuple(self.present.shape)}"
+                )
 
     @property
     def n_modalities(self) -> int:
@@ -81,6 +92,7 @@ class MultimodalBatch:
             inputs=[x.to(device, non_blocking=non_blocking) for x in self.inputs],
             padding=[None if p is None else p.to(device, non_blocking=non_blocking) for p in self.padding],
             labels=None if self.labels is None else self.labels.to(device, non_blocking=non_blocking),
+            present=None if self.present is None else self.present.to(device, non_blocking=non_blocking),
         )
 
 
@@ -89,7 +101,9 @@ class MultimodalDataset(Protocol):
     """A data set that returns whole batches.
 
     Implementations hold (or memory-map) their arrays and gather rows for a tensor of indices.
-    ``task_names`` names the label columns (one per task); ``task_type`` is how they are probed.
+    ``task_names`` names the label columns (one per task); ``task_type`` is how they are probed. A data set may
+    also have an ``ids`` attribute, one id per sample (numbers or strings), which exported embeddings carry
+    (:func:`sample_ids`), and batches with a ``present`` mask when some samples lack a modality.
     """
 
     modality_specs: list[ModalitySpec]
@@ -107,8 +121,8 @@ class SharedSourceDataset(MultimodalDataset, Protocol):
 
     For data where many samples reuse the same input (e.g. pairs drawn from a fixed set of images), it lets
     :meth:`~commlearn.methods.base.BaseMethod.extract_features` encode each distinct input once instead of
-    once per sample. Only data sets without padding masks implement it: every ``get_batch(...).padding``
-    entry is None.
+    once per sample. Only data sets without padding and presence masks implement it: every
+    ``get_batch(...).padding`` entry and ``get_batch(...).present`` are None.
 
     Attributes:
         labels: (N,) / (N, K) labels of every sample (``get_batch(idx).labels == labels[idx]``), or None.
@@ -133,9 +147,13 @@ class ArrayDataset:
         padding: optional n entries of None or bool (N, T), True = padding.
         task_names: names of the label columns.
         task_type: how the labels are probed.
+        present: optional (N, n) bool, False where sample b lacks modality i (every sample needs at least one
+            modality). The inputs of a missing modality are placeholders: any values, NaN included (they are
+            stored as zeros).
 
     Raises:
-        ValueError: on mismatched lengths, non-finite values or shapes that disagree with ``specs``.
+        ValueError: on mismatched lengths, non-finite values where a modality is present, shapes that disagree
+            with ``specs``, or a presence mask of the wrong shape or with a sample lacking every modality.
     """
 
     def __init__(
@@ -146,18 +164,29 @@ class ArrayDataset:
         padding: Sequence[Tensor | None] | None = None,
         task_names: Sequence[str] | None = None,
         task_type: TaskType = "multiclass",
+        present: Tensor | None = None,
     ) -> None:
         if len(inputs) < 1:
             raise ValueError("an ArrayDataset needs at least one modality")
         n = int(inputs[0].shape[0])
+        if present is not None:
+            _check_present(present, n, len(inputs))
+        inputs = list(inputs)
         for i, x in enumerate(inputs):
             if int(x.shape[0]) != n:
                 raise ValueError(f"modality {i} has {x.shape[0]} samples but modality 0 has {n}")
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                raise ValueError(f"modality {i} contains NaN or Inf values; clean or impute them first")
+                bad = ~torch.isfinite(x)
+                if present is None or bool(bad.flatten(1).any(1)[present[:, i]].any()):
+                    where = "" if present is None else " where it is present"
+                    raise ValueError(
+                        f"modality {i} contains NaN or Inf values{where}; clean or impute them first"
+                    )
+                inputs[i] = x.masked_fill(bad, 0.0)  # only in samples that lack the modality
         if labels is not None and int(labels.shape[0]) != n:
             raise ValueError(f"labels have {labels.shape[0]} rows but the modalities have {n} samples")
-        self.inputs = list(inputs)
+        self.present = present
+        self.inputs = inputs
         self.padding: list[Tensor | None] = list(padding) if padding is not None else [None] * len(inputs)
         if len(self.padding) != len(self.inputs):
             raise ValueError(f"padding has {len(self.padding)} entries for {len(self.inputs)} modalities")
@@ -185,7 +214,40 @@ class ArrayDataset:
             inputs=[x[index] for x in self.inputs],
             padding=[None if p is None else p[index] for p in self.padding],
             labels=None if self.labels is None else self.labels[index],
+            present=None if self.present is None else self.present[index],
         )
+
+
+def _check_present(present: Tensor, n_samples: int, n_modalities: int) -> None:
+    """Raise a one-line ValueError unless ``present`` is a (N, n) bool mask with a modality in every sample."""
+    expected = (n_samples, n_modalities)
+    if present.dtype != torch.bool or tuple(present.shape) != expected:
+        raise ValueError(
+            f"the presence mask must be bool {expected} (samples, modalities), got {present.dtype} "
+            f"{tuple(present.shape)}"
+        )
+    empty = (~present).all(dim=1).nonzero().flatten()
+    if empty.numel():
+        raise ValueError(
+            f"samples {empty[:5].tolist()} ({empty.numel()} in all) have no modality present: leave them out"
+        )
+
+
+def sample_ids(dataset: MultimodalDataset) -> np.ndarray:
+    """The id of every sample, (N,): the data set's own ``ids`` (numbers or strings) when it has that
+    attribute, else the sample indices 0..N-1.
+
+    Raises:
+        ValueError: ``ids`` that are not one per sample.
+    """
+    n = len(dataset)
+    ids = getattr(dataset, "ids", None)
+    if ids is None:
+        return np.arange(n)
+    out = ids.detach().cpu().numpy() if isinstance(ids, Tensor) else np.asarray(ids)
+    if out.shape != (n,):
+        raise ValueError(f"the data set's ids have shape {out.shape}, expected ({n},): one id per sample")
+    return out
 
 
 def infer_spec(x: Tensor, i: int) -> ModalitySpec:

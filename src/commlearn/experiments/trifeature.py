@@ -61,7 +61,7 @@ def resolve_method(cfg: RunConfig, name: str) -> tuple[str, dict[str, Any]]:
     Raises:
         ConfigError: neither a registered method nor a variant of the preset.
     """
-    from commlearn.methods.registry import METHODS
+    from commlearn.method_names import METHOD_NAMES as METHODS  # no torch: names are checked before training
 
     variant = cfg.experiment.variants.get(name)
     if variant is not None:
