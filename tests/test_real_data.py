@@ -345,6 +345,13 @@ ERROR_CASES = [
     (
         "vision-touch",
         "vt",
+        "triangle_real_data/episode_004.h5",
+        lambda f: _replace(f, "proprio", np.full((50, 8), np.nan)),
+        ["episode_004.h5: proprio holds NaN or Inf"],
+    ),
+    (
+        "vision-touch",
+        "vt",
         "triangle_real_data/episode_003.h5",
         "truncate",
         ["episode_003.h5: truncated", "Vision&Touch episode"],

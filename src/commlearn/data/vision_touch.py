@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,63 @@ def _check_shape(ds: Any, path: Path, key: str, ndim: int, expected: str, length
         raise DataFileError(f"{path}: {key} has shape {shape}, expected {expected}")
 
 
+def _finite(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if not np.isfinite(x).all():
+        raise DataFileError(f"{path}: {key} holds NaN or Inf values; expected finite readings")
+    return x
+
+
+@dataclass
+class _Episode:
+    """What one episode file contributes: its length, image size, and the per-step arrays kept in memory."""
+
+    length: int
+    image_hw: tuple[int, int] | None
+    force: np.ndarray | None  # (L - 1, window, 6) float32, through tanh
+    proprio: np.ndarray  # (L - 1, 8) float32
+    target: np.ndarray  # (L - 1, 4) float32 or (L - 1,) int64
+
+
+def _read_episode(
+    handle: Any, path: Path, modalities: Sequence[str], task: str, force_window: int
+) -> _Episode:
+    """Check one open episode file and read its force, proprioception and targets (not its images)."""
+    proprio_ds = _dataset(handle, "proprio", path)
+    length = int(proprio_ds.shape[0]) if proprio_ds.ndim else 0
+    if proprio_ds.ndim != 2 or length < 2 or proprio_ds.shape[1] < 8:
+        raise DataFileError(f"{path}: proprio has shape {proprio_ds.shape}, expected (L, 8) with L ≥ 2 steps")
+    proprio = _finite(np.asarray(proprio_ds[()], dtype=np.float32), path, "proprio")
+    image_hw = None
+    if "image" in modalities:
+        image = _dataset(handle, "image", path)
+        _check_shape(image, path, "image", 4, f"(L={length}, H, W, 3) uint8", length)
+        if image.shape[3] != 3 or image.dtype != np.uint8:
+            raise DataFileError(
+                f"{path}: image has shape {image.shape} {image.dtype}, expected (L={length}, H, W, 3) uint8"
+            )
+        image_hw = (int(image.shape[1]), int(image.shape[2]))
+    force = None
+    if "force" in modalities:
+        force_ds = _dataset(handle, "ee_forces_continuous", path)
+        _check_shape(force_ds, path, "ee_forces_continuous", 3, f"(L={length}, R, 6)", length)
+        if force_ds.shape[1] < force_window:
+            raise DataFileError(
+                f"{path}: ee_forces_continuous has {force_ds.shape[1]} readings per step, expected at least "
+                f"force_window={force_window}"
+            )
+        readings = np.asarray(force_ds[()], dtype=np.float32)[: length - 1, -force_window:]
+        force = np.tanh(_finite(readings, path, "ee_forces_continuous"))
+    if task == "contact_next":
+        contact_ds = _dataset(handle, "contact", path)
+        if contact_ds.ndim < 1 or contact_ds.shape[0] != length:
+            raise DataFileError(f"{path}: contact has shape {contact_ds.shape}, expected (L={length}, 50)")
+        contact = np.asarray(contact_ds[()], dtype=np.float32).reshape(length, -1)
+        target = (contact[1:].sum(axis=1) > 0).astype(np.int64)
+    else:
+        target = proprio[1:, :4]
+    return _Episode(length, image_hw, force, proprio[: length - 1, :8], target)
+
+
 class VisionTouchEpisodes:
     """Samples (episode, step) of some Vision&Touch episode files, batch-indexed; images read lazily.
 
@@ -112,67 +170,32 @@ class VisionTouchEpisodes:
         self.modalities = list(modalities)
         self.task_names = [task]
         self.task_type: TaskType = "regression" if task == "ee_yaw_next" else "multiclass"
-        forces, proprios, targets, steps = [], [], [], []
-        image_hw: tuple[int, int] | None = None
+        episodes: list[_Episode] = []
         for path in self.files:
             try:
-                handle = h5py.File(path, "r")
-            except OSError as e:
+                with h5py.File(path, "r") as handle:
+                    episode = _read_episode(handle, path, self.modalities, task, force_window)
+            except OSError as e:  # opening, or reading a damaged dataset
                 raise DataFileError(
                     f"cannot read {path}: truncated or not an HDF5 file ({e}); expected {_EXPECTED}"
                 ) from None
-            try:
-                with handle:
-                    proprio_ds = _dataset(handle, "proprio", path)
-                    length = int(proprio_ds.shape[0]) if proprio_ds.ndim else 0
-                    if proprio_ds.ndim != 2 or length < 2 or proprio_ds.shape[1] < 8:
-                        raise DataFileError(
-                            f"{path}: proprio has shape {proprio_ds.shape}, expected (L, 8) with L ≥ 2 steps"
-                        )
-                    proprio = np.asarray(proprio_ds[()], dtype=np.float32)
-                    if "image" in modalities:
-                        image = _dataset(handle, "image", path)
-                        _check_shape(image, path, "image", 4, f"(L={length}, H, W, 3) uint8", length)
-                        hw = (int(image.shape[1]), int(image.shape[2]))
-                        if image.shape[3] != 3 or image.dtype != np.uint8 or image_hw not in (None, hw):
-                            raise DataFileError(
-                                f"{path}: image has shape {image.shape} {image.dtype}, expected (L={length}, "
-                                f"{'H, W' if image_hw is None else f'{image_hw[0]}, {image_hw[1]}'}, 3) uint8"
-                            )
-                        image_hw = hw
-                    if "force" in modalities:
-                        force_ds = _dataset(handle, "ee_forces_continuous", path)
-                        _check_shape(force_ds, path, "ee_forces_continuous", 3, f"(L={length}, R, 6)", length)
-                        if force_ds.shape[1] < force_window:
-                            raise DataFileError(
-                                f"{path}: ee_forces_continuous has {force_ds.shape[1]} readings per step, "
-                                f"expected at least force_window={force_window}"
-                            )
-                        force = np.asarray(force_ds[()], dtype=np.float32)[:, -force_window:]
-                        forces.append(np.tanh(force[: length - 1]))
-                    if task == "contact_next":
-                        contact_ds = _dataset(handle, "contact", path)
-                        if contact_ds.ndim < 1 or contact_ds.shape[0] != length:
-                            raise DataFileError(
-                                f"{path}: contact has shape {contact_ds.shape}, expected (L={length}, 50)"
-                            )
-                        contact = np.asarray(contact_ds[()], dtype=np.float32).reshape(length, -1)
-                        targets.append((contact[1:].sum(axis=1) > 0).astype(np.int64))
-                    else:
-                        targets.append(proprio[1:, :4])
-            except OSError as e:
+            if episodes and episode.image_hw != episodes[0].image_hw:
                 raise DataFileError(
-                    f"cannot read {path}: truncated or damaged HDF5 file ({e}); expected {_EXPECTED}"
-                ) from None
-            proprios.append(proprio[: length - 1, :8])
-            steps.append(length - 1)
+                    f"{path}: images of {episode.image_hw} px, but {self.files[0]} has {episodes[0].image_hw}; "
+                    "expected one image size for all episodes"
+                )
+            episodes.append(episode)
+        steps = [e.length - 1 for e in episodes]
+        image_hw = episodes[0].image_hw if episodes else None
         self.steps = torch.tensor(steps, dtype=torch.int64)
         self.episode = torch.repeat_interleave(torch.arange(len(self.files)), self.steps)
         offsets = torch.cumsum(self.steps, 0) - self.steps
         self.step = torch.arange(int(self.steps.sum())) - offsets[self.episode]
+        forces = [e.force for e in episodes if e.force is not None]
         self.force = torch.from_numpy(np.concatenate(forces)) if forces else None
-        self.proprio = torch.from_numpy(np.concatenate(proprios)) if "proprio" in modalities else None
-        self.labels: Tensor | None = torch.from_numpy(np.concatenate(targets))
+        proprio = torch.from_numpy(np.concatenate([e.proprio for e in episodes]))
+        self.proprio = proprio if "proprio" in modalities else None
+        self.labels: Tensor | None = torch.from_numpy(np.concatenate([e.target for e in episodes]))
         self.source_hw = image_hw
         self.image_size = int(image_size if image_size is not None else (image_hw[0] if image_hw else 128))
         specs = {
