@@ -137,13 +137,26 @@ class BaseMethod(L.LightningModule):
             )
         return chosen
 
+    def without_absent(self, part: Any, absent: Tensor) -> Any:
+        """A part of :meth:`embed_modality` with the samples ``absent`` (B,) bool treated as lacking the
+        modality. Here: zeros in those rows of every tensor in the part, so concatenated features hold zeros
+        where a sample lacks a modality (the unimodal baselines, FactorCL, SimCLR); fusion methods override it.
+        """
+        if part is None:
+            return None
+        if isinstance(part, Tensor):
+            return part.masked_fill(absent.view(-1, *([1] * (part.ndim - 1))), 0.0)
+        return tuple(self.without_absent(p, absent) for p in part)
+
     @torch.no_grad()
     def embed(self, batch: MultimodalBatch, modalities: Sequence[int] | None = None) -> Tensor:
         """Probe features (B, F) of a clean batch, computed in eval mode (a sample's features do not depend
         on its batch-mates).
 
         Args:
-            batch: the inputs (no augmentation is applied).
+            batch: the inputs (no augmentation is applied). Where ``batch.present`` (B, n) is False, the sample
+                lacks that modality (:meth:`without_absent`): CoMM's embedding of the sample is that of its
+                other modalities, as with ``modalities``; the unimodal baselines put zeros in its part.
             modalities: the modalities to use, the others treated as missing (default: every one the method
                 uses). CoMM fuses the chosen modalities' tokens; the unimodal baselines concatenate the chosen
                 modalities' features (so the width depends on the choice).
@@ -156,6 +169,8 @@ class BaseMethod(L.LightningModule):
                 self.embed_modality(i, x, p) if i in chosen else None
                 for i, (x, p) in enumerate(zip(batch.inputs, batch.padding, strict=True))
             ]
+            if batch.present is not None:
+                parts = [self.without_absent(part, ~batch.present[:, i]) for i, part in enumerate(parts)]
             return self.embed_joint(parts)
         finally:
             self.train(was_training)
@@ -172,7 +187,16 @@ class BaseMethod(L.LightningModule):
             return list(batch.inputs)
         return self.augment.one_view(batch.inputs, batch.padding)  # type: ignore[operator,no-any-return]
 
+    def _check_complete(self, batch: MultimodalBatch) -> None:
+        """Training needs every modality of every sample: raise a one-line ValueError otherwise."""
+        if batch.present is not None and not bool(batch.present.all()):
+            raise ValueError(
+                f"{type(self).__name__} trains on samples with every modality, but the data has samples that "
+                "lack one (its presence mask): pre-train on the complete samples; embed and probe all of them"
+            )
+
     def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
+        self._check_complete(batch)
         out = self.compute_loss(batch)
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=batch.batch_size)
         logs = out.log_dict("train/")
@@ -181,6 +205,7 @@ class BaseMethod(L.LightningModule):
         return out.loss
 
     def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> None:
+        self._check_complete(batch)
         out = self.compute_loss(batch)
         self.log_dict(out.log_dict("val/"), batch_size=batch.batch_size, sync_dist=True)
 
@@ -265,6 +290,11 @@ class FusionMethod(BaseMethod):
     def embed_modality(self, i: int, x: Tensor, padding: Tensor | None) -> TokenSeq:
         """Modality ``i``'s tokens (:meth:`MMFusion.tokenize_one`)."""
         return self.model.tokenize_one(i, x, padding)
+
+    def without_absent(self, part: Any, absent: Tensor) -> Any:
+        """The modality's tokens become padding in the samples ``absent`` (B,) bool
+        (:meth:`MMFusion.mark_absent`): each such sample is fused from its other modalities alone."""
+        return None if part is None else self.model.mark_absent(part, absent)
 
     def embed_joint(self, parts: Sequence[Any]) -> Tensor:
         """The fused Z (B, D) of the present modalities' tokens."""

@@ -141,7 +141,8 @@ class UnimodalMethod(BaseMethod):
         return self.encoders.forward_one(i, x, padding)
 
     def embed_joint(self, parts: Sequence[Any]) -> Tensor:
-        """The present modalities' features, concatenated in modality order (B, ΣF_i)."""
+        """The present modalities' features, concatenated in modality order (B, ΣF_i); a sample that lacks a
+        modality (``present`` mask of the batch) has zeros in that modality's F_i columns."""
         return torch.cat([p for p in parts if p is not None], dim=1)
 
 

@@ -4,7 +4,9 @@
 embedding; the tokens of the selected modalities are concatenated and fused into one embedding Z.
 Masking every modality but ``i`` is done by *dropping* the other modalities' tokens, which is exactly
 equivalent to masking them in attention (masked keys contribute nothing, LayerNorm and the MLP act per token)
-and costs a sequence of length L_i instead of ΣL_j.
+and costs a sequence of length L_i instead of ΣL_j. A modality missing in some samples only (a per-sample
+presence mask) is masked the other way: its tokens in those samples become padding, so each such sample is
+fused exactly as if the modality had been dropped for it.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ class FusionTransformer(nn.Module):
             tokens = torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1)
             if padding is not None:
                 padding = torch.cat([padding.new_zeros(b, 1), padding], dim=1)
+        if padding is not None and self.cls is None:
+            # a sample whose tokens are all padding would attend to nothing (NaN): let it attend to them all
+            padding = padding & ~padding.all(dim=1, keepdim=True)
         attend = None if padding is None else (~padding)[:, None, None, :]  # (B, 1, 1, L): True = attend
         x = tokens
         for block in self.blocks:
@@ -164,7 +169,10 @@ class MMFusion(nn.Module):
         return len(self.encoders)
 
     def _check_inputs(
-        self, xs: Sequence[Tensor | None], padding: Sequence[Tensor | None] | None
+        self,
+        xs: Sequence[Tensor | None],
+        padding: Sequence[Tensor | None] | None,
+        present: Tensor | None = None,
     ) -> list[Tensor | None]:
         if len(xs) != self.n_modalities:
             raise ValueError(f"expected {self.n_modalities} modality inputs, got {len(xs)}")
@@ -176,6 +184,13 @@ class MMFusion(nn.Module):
         sizes = {int(x.shape[0]) for x in xs if x is not None}
         if len(sizes) > 1:
             raise ValueError(f"all modalities must have the same batch size, got {sorted(sizes)}")
+        if present is not None:
+            rows = sizes.pop() if sizes else int(present.shape[0])
+            if present.dtype != torch.bool or tuple(present.shape) != (rows, len(xs)):
+                raise ValueError(
+                    f"present must be a bool ({rows}, {len(xs)}) mask (batch, modalities), got "
+                    f"{present.dtype} {tuple(present.shape)}"
+                )
         return pads
 
     def encode_modality(self, i: int, x: Tensor, padding: Tensor | None = None) -> Tensor:
@@ -183,22 +198,43 @@ class MMFusion(nn.Module):
         return _call_encoder(self.encoders[i], x, padding)
 
     def tokenize(
-        self, xs: Sequence[Tensor | None], padding: Sequence[Tensor | None] | None = None
+        self,
+        xs: Sequence[Tensor | None],
+        padding: Sequence[Tensor | None] | None = None,
+        present: Tensor | None = None,
     ) -> list[TokenSeq | None]:
-        """Run each present modality's encoder and adapter once.
+        """Run each given modality's encoder and adapter once.
 
         Args:
-            xs: n inputs (B, ...); None for a missing modality.
+            xs: n inputs (B, ...); None for a modality missing in every sample.
             padding: n entries of None or (B, T) bool masks.
+            present: optional (B, n) bool, False where a modality is missing in one sample: those tokens
+                become padding (:meth:`mark_absent`).
 
         Returns:
             n entries: ``(tokens (B, L_i, D), padding (B, L_i) or None)``, or None for a missing modality.
         """
-        pads = self._check_inputs(xs, padding)
-        return [
+        pads = self._check_inputs(xs, padding, present)
+        seqs = [
             None if x is None else self.tokenize_one(i, x, p)
             for i, (x, p) in enumerate(zip(xs, pads, strict=True))
         ]
+        if present is None:
+            return seqs
+        return [None if s is None else self.mark_absent(s, ~present[:, i]) for i, s in enumerate(seqs)]
+
+    @staticmethod
+    def mark_absent(tokens: TokenSeq, absent: Tensor) -> TokenSeq:
+        """One modality's tokens with the samples ``absent`` (B,) bool treated as missing: their tokens are
+        zeros and padding, so fusing gives each such sample the embedding of its other modalities alone.
+
+        Returns:
+            ``(tokens (B, L, D), padding (B, L) bool)``.
+        """
+        tok, pad = tokens
+        missing = absent[:, None]
+        pad = missing.expand(tok.shape[:2]) if pad is None else pad | missing
+        return tok.masked_fill(missing[..., None], 0.0), pad
 
     def tokenize_one(self, i: int, x: Tensor, padding: Tensor | None = None) -> TokenSeq:
         """Modality ``i``'s encoder and adapter on ``x`` (B, ...) (+ padding (B, T) or None).
@@ -236,29 +272,36 @@ class MMFusion(nn.Module):
         xs: Sequence[Tensor | None],
         padding: Sequence[Tensor | None] | None = None,
         modalities: Sequence[int] | None = None,
+        present: Tensor | None = None,
     ) -> Tensor:
         """The multimodal embedding Z (B, D) of the present (and, if given, selected) modalities.
 
-        A missing modality (None in ``xs``) is left out, as if masked.
+        A missing modality (None in ``xs``) is left out, as if masked; so is modality i of sample b where
+        ``present[b, i]`` (B, n) bool is False. A sample with none of the chosen modalities gets the embedding
+        of an empty input (the same for every such sample).
         """
         if modalities is not None:
             bad = [m for m in modalities if not 0 <= m < self.n_modalities]
             if bad:
                 raise ValueError(f"modalities must be in 0..{self.n_modalities - 1}, got {list(modalities)}")
             xs = [x if i in modalities else None for i, x in enumerate(xs)]
-        return self.fuse(self.tokenize(xs, padding))
+        return self.fuse(self.tokenize(xs, padding, present))
 
     def forward_all_masks(
-        self, xs: Sequence[Tensor], padding: Sequence[Tensor | None] | None = None
+        self,
+        xs: Sequence[Tensor],
+        padding: Sequence[Tensor | None] | None = None,
+        present: Tensor | None = None,
     ) -> list[Tensor]:
         """The n+1 embeddings CoMM needs: ``[Z^1, ..., Z^n, Z_full]``, each (B, D).
 
         Each encoder and adapter runs once. The n single-modality fusions run as ONE transformer call on a
-        (n·B, max L_i) batch (shorter sequences padded and masked); the full fusion is a second call.
+        (n·B, max L_i) batch (shorter sequences padded and masked); the full fusion is a second call. With a
+        ``present`` (B, n) mask, ``Z^i`` of a sample missing modality i is the embedding of an empty input.
         """
         if any(x is None for x in xs):
             raise ValueError("forward_all_masks needs every modality; use forward() for missing modalities")
-        return self.fuse_all_masks(self.tokenize(xs, padding))
+        return self.fuse_all_masks(self.tokenize(xs, padding, present))
 
     def fuse_all_masks(self, tokens: Sequence[TokenSeq | None]) -> list[Tensor]:
         """:meth:`forward_all_masks` from every modality's tokens (:meth:`tokenize`): ``[Z^1, ..., Z^n, Z_full]``."""
