@@ -3,6 +3,8 @@
 A run folder holds one run: ``config.yaml`` (the resolved config), ``checkpoints/``, ``metrics.csv``,
 ``tensorboard/`` and, once training has ended, ``done.json``. A ``fit`` into a folder that holds a run resumes
 it only when the configs agree apart from the training length; otherwise it stops before writing anything.
+A resumed run continues exactly where ``last.ckpt`` left it (the loader's position and the random states are
+in the checkpoint). A run that cannot go on stops with a :class:`TrainingStopped` error.
 The library (``losses``, ``nn``, ``methods``, ``data``, ``eval``) never imports this module.
 """
 
@@ -247,7 +249,7 @@ class _StopGuard(Callback):
     """Stops a run cleanly.
 
     - A loss that is NaN or infinite raises :class:`LossNotFinite` before its backward pass: the weights and the
-      checkpoints stay those of the last good step.
+      checkpoints stay those of the last good step. (The check reads the loss on the host once per step.)
     - With ``catch_signals``, SIGTERM and SIGINT are noted (from the start of training; Lightning restores the
       earlier handlers when ``fit`` ends) and the run stops after the step in progress, writes ``last.ckpt``
       and raises :class:`Interrupted`. A second SIGINT stops at once (KeyboardInterrupt).
@@ -466,7 +468,7 @@ def check_config(cfg: RunConfig) -> None:
             raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
 
-def _hardware_error(cfg: RunConfig, error: BaseException) -> ConfigError:
+def _rejected_by_lightning(cfg: RunConfig, error: BaseException) -> ConfigError:
     """A one-line ConfigError for settings Lightning rejected (``MisconfigurationException`` and the like)."""
     t = cfg.trainer
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -559,7 +561,7 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
             deterministic=False,
         )
     except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
-        raise _hardware_error(cfg, e) from None
+        raise _rejected_by_lightning(cfg, e) from None
     device = trainer.strategy.root_device
     train_loader = BatchLoader(
         on_device(train_set, device), cfg.data.batch_size, shuffle=True, drop_last=True, seed=cfg.trainer.seed
@@ -576,7 +578,7 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
     try:
         trainer.fit(method, train_loader, val_loader, ckpt_path=resume, weights_only=True)
     except MisconfigurationException as e:
-        raise _hardware_error(cfg, e) from None
+        raise _rejected_by_lightning(cfg, e) from None
     if trainer.is_global_zero:
         done = {"epochs": trainer.current_epoch, "global_step": trainer.global_step}
         _write_atomic(out / "done.json", json.dumps(done))
