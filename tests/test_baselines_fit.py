@@ -166,7 +166,7 @@ def test_finetune_from_comm_checkpoint(tmp_path: Path) -> None:
         ("simclr", ["method.options={modality: 5}"], "none", "modality must be in 0..1"),
         (
             "supervised",
-            ["method.options={init_checkpoint: missing.ckpt}"],
+            ["method.options={init_checkpoint: missing.ckpt}", "data.options.task_type=regression"],
             "regression",
             "init_checkpoint not found",
         ),
