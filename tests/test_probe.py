@@ -444,3 +444,19 @@ def test_class_balanced_fit_matches_sklearn_and_helps_a_rare_class() -> None:
     assert balanced.score > plain.score + 5.0
     with pytest.raises(ValueError, match="class_weight must be 'balanced' or None"):
         probe_classification(x[:2000], y[:2000], x[2000:], y[2000:], class_weight="auto")
+
+
+def test_a_given_validation_split_chooses_the_strength() -> None:
+    """``val_rows``: the last rows are the validation part (a published split), not a random hold-out."""
+    from commlearn.eval.probe import _split
+
+    fit_idx, val_idx = _split(10, torch.arange(10) % 2, 0.4, 0, val_rows=3)
+    assert fit_idx.tolist() == list(range(7)) and val_idx.tolist() == [7, 8, 9]
+    with pytest.raises(ValueError, match="val_rows must be in 1..9"):
+        _split(10, None, 0.4, 0, val_rows=10)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(300) % 3
+    x = torch.randn(300, 5, generator=g) + 3 * torch.nn.functional.one_hot(y, 5).float()
+    given = probe_tasks(x, y[:, None], x[:60], y[:60, None], ["t"], val_rows=100)["t"]
+    drawn = probe_tasks(x, y[:, None], x[:60], y[:60, None], ["t"])["t"]
+    assert given.score > 80 and drawn.score > 80

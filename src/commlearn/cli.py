@@ -115,6 +115,11 @@ def _run_probe(args: argparse.Namespace) -> int:
         return _interactions(method, probe_train, test_set, cfg.trainer.seed, args)
     train_x, train_y = extract_features(method, probe_train, modalities=modalities)
     test_x, test_y = extract_features(method, test_set, modalities=modalities)
+    val_rows = None
+    if data.val is not None:  # a published validation split chooses the probes' L2 strength
+        val_x, val_y = extract_features(method, data.val, modalities=modalities)
+        if train_y is not None and val_y is not None:
+            train_x, train_y, val_rows = torch.cat([train_x, val_x]), torch.cat([train_y, val_y]), len(val_x)
     if train_y is None or test_y is None:
         raise ValueError(
             f"the data set {cfg.data.name!r} has no labels to probe: add a labels entry "
@@ -123,7 +128,9 @@ def _run_probe(args: argparse.Namespace) -> int:
     lab_tr = train_y if train_y.ndim == 2 else train_y[:, None]
     lab_te = test_y if test_y.ndim == 2 else test_y[:, None]
     names, task_type = probe_train.task_names, probe_train.task_type
-    results = probe_tasks(train_x, lab_tr, test_x, lab_te, names, task_type, seed=cfg.trainer.seed)
+    results = probe_tasks(
+        train_x, lab_tr, test_x, lab_te, names, task_type, seed=cfg.trainer.seed, val_rows=val_rows
+    )
     for name, r in results.items():
         print(f"{name:>10}: {r.metric} = {r.score:.2f}")
     if args.output:

@@ -93,7 +93,8 @@ class DataConfig:
         name: data set name (see ``commlearn.data.registry.DATASETS``).
         root: folder or file of the data (published data sets are read from here; nothing is downloaded).
         batch_size: samples per step per process.
-        val_fraction: share of the training set held out for validation loss (0 = none).
+        val_fraction: share of the training set held out for a validation loss (0 = none) when the data set
+            publishes no validation split (one that does gives the validation loss itself).
         options: data-set-specific settings: the keyword arguments of its builder, checked against them.
     """
 

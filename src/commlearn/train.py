@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
 
 from commlearn.config import (
     TRAINING_LENGTH_KEYS,
@@ -302,6 +303,25 @@ class _StopGuard(Callback):
             raise Interrupted(self.received, trainer.global_step, self.last.path)
 
 
+def describe_data(data: DataSplits) -> str:
+    """One line: every modality's name, kind and per-sample shape, and the size of each split."""
+    kinds = {"tokens": "token ids"}
+    mods = ", ".join(
+        f"{s.name}: {kinds.get(s.kind, s.kind)} {tuple(s.shape)}" for s in data.train.modality_specs
+    )
+    sizes = ", ".join(
+        f"{len(d)} {name}"
+        for name, d in (
+            ("train", data.train),
+            ("val", data.val),
+            ("probe-train", data.probe_train),
+            ("test", data.test),
+        )
+        if d is not None
+    )
+    return f"modalities {mods}; samples: {sizes}"
+
+
 def task_info(dataset: MultimodalDataset, label_column: int = 0) -> TaskInfo | None:
     """Label facts for supervised methods (None when the data set has no labels)."""
     labels = getattr(dataset, "labels", None)
@@ -519,7 +539,12 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
     if state == "finished":
         method, _ = load_method(last)
         return FitResult(method, data, out, last, finished_before=True)
-    train_set, val_set = split_dataset(data.train, cfg.data.val_fraction, cfg.trainer.seed)
+    rank_zero_info(f"[commlearn] {describe_data(data)}")
+    val_set: MultimodalDataset | None
+    if data.val is not None:  # the data set's own validation split gives the validation loss
+        train_set, val_set = data.train, data.val
+    else:
+        train_set, val_set = split_dataset(data.train, cfg.data.val_fraction, cfg.trainer.seed)
     method = make_method(cfg, specs, task_info(data.train))
     resume = last if state == "resume" and last.is_file() else None
     if resume is not None:

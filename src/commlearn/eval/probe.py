@@ -144,11 +144,18 @@ def _standardise(train_x: Tensor, test_x: Tensor) -> tuple[Tensor, Tensor]:
     return xtr.mul_(scale), (test_x.to(dtype) - mean).mul_(scale)
 
 
-def _split(n: int, y: Tensor | None, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+def _split(
+    n: int, y: Tensor | None, val_fraction: float, seed: int, val_rows: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Seeded hold-out split of ``n`` rows; stratified when class ids ``y`` (n,) in [0, K) are given.
 
-    Every class keeps at least one row in the fit part. Returns sorted (fit_idx, val_idx) on the CPU.
+    Every class keeps at least one row in the fit part. With ``val_rows`` the last ``val_rows`` rows are the
+    validation part (a given split). Returns sorted (fit_idx, val_idx) on the CPU.
     """
+    if val_rows is not None:
+        if not 0 < val_rows < n:
+            raise ValueError(f"val_rows must be in 1..{n - 1} (rows of the probe-train set), got {val_rows}")
+        return torch.arange(n - val_rows), torch.arange(n - val_rows, n)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)
     if y is None:
@@ -496,6 +503,7 @@ def probe_classification(
     seed: int = 0,
     val_fraction: float = 0.4,
     class_weight: str | None = "balanced",
+    val_rows: int | None = None,
 ) -> ProbeResult:
     """Logistic-regression probe with the CLIP C sweep; balanced accuracy on the test rows.
 
@@ -509,6 +517,8 @@ def probe_classification(
         class_weight: ``"balanced"`` (default) weights each row by ``N / (K · count of its class)``, as
             scikit-learn's option of that name, so the fitted loss matches the balanced-accuracy metric on
             imbalanced tasks (Trifeature's synergy task has ~10 % positives); None weights rows equally.
+        val_rows: the last ``val_rows`` probe-train rows are a given validation split (e.g. a data set's
+            published one) that chooses C instead of a random ``val_fraction``.
 
     Returns:
         ``ProbeResult`` with ``metric="balanced_accuracy"`` (mean per-class recall over the classes
@@ -534,7 +544,7 @@ def probe_classification(
     if k < 2:
         raise ValueError(f"train_y must hold at least 2 classes, got {k}")
     xtr, xte = _standardise(train_x, test_x.to(device))
-    c, w, b = _logistic_protocol(xtr, ytr, k, seed, val_fraction, class_weight == "balanced")
+    c, w, b = _logistic_protocol(xtr, ytr, k, seed, val_fraction, class_weight == "balanced", val_rows)
     z = F.linear(xte, w, b)
     pred = (z[:, 0] > 0).long() if k == 2 else z.argmax(1)
     bal, _ = _balanced_accuracy(pred, yte, n_all)
@@ -543,7 +553,13 @@ def probe_classification(
 
 
 def _logistic_protocol(
-    xtr: Tensor, ytr: Tensor, k: int, seed: int, val_fraction: float, balanced: bool = True
+    xtr: Tensor,
+    ytr: Tensor,
+    k: int,
+    seed: int,
+    val_fraction: float,
+    balanced: bool = True,
+    val_rows: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Sweep C on a stratified hold-out, refit on all of ``xtr``; returns (C (1,), W (M, D), b (M,)).
 
@@ -570,7 +586,7 @@ def _logistic_protocol(
     cols = torch.zeros(m, dtype=torch.long)
     w0 = torch.zeros(m, xtr.shape[1], dtype=dtype, device=device)
     b0 = _prior_logits(target_of(ytr), not binary, _balanced_weights(ytr, k) if balanced else None)
-    fit_idx, val_idx = _split(xtr.shape[0], ytr, val_fraction, seed)
+    fit_idx, val_idx = _split(xtr.shape[0], ytr, val_fraction, seed, val_rows)
     fit_idx, val_idx = fit_idx.to(device), val_idx.to(device)
     y_fit = ytr[fit_idx]
     if val_idx.numel() == 0 or int(torch.unique(y_fit).numel()) < 2:
@@ -594,6 +610,7 @@ def probe_multilabel(
     seed: int = 0,
     val_fraction: float = 0.4,
     label_names: Sequence[str] | None = None,
+    val_rows: int | None = None,
 ) -> ProbeResult:
     """One binary logistic probe per label (each with its own C), solved jointly; F1 on the test rows.
 
@@ -605,6 +622,8 @@ def probe_multilabel(
         seed: seed of the (unstratified) hold-out split.
         val_fraction: share of the probe-train rows held out to choose each label's C.
         label_names: optional L names; adds ``"f1/<name>"`` per-label scores to ``extra``.
+        val_rows: the last ``val_rows`` probe-train rows are a given validation split (see
+            :func:`probe_classification`).
 
     Returns:
         ``ProbeResult`` with ``metric="weighted_f1"`` (per-label F1 weighted by test support, %),
@@ -643,7 +662,7 @@ def probe_multilabel(
     cols = torch.arange(n_labels)
     w0 = torch.zeros(n_labels, xtr.shape[1], dtype=dtype, device=device)
     b0 = _prior_logits(ytr, softmax=False)
-    fit_idx, val_idx = _split(xtr.shape[0], None, val_fraction, seed)
+    fit_idx, val_idx = _split(xtr.shape[0], None, val_fraction, seed, val_rows)
     if val_idx.numel() == 0:
         c = torch.ones(n_labels, dtype=torch.float64)
     else:
@@ -699,6 +718,7 @@ def probe_regression(
     test_y: Tensor,
     seed: int = 0,
     val_fraction: float = 0.4,
+    val_rows: int | None = None,
 ) -> ProbeResult:
     """Ridge-regression probe with a held-out sweep of α; MSE on the test rows.
 
@@ -712,6 +732,8 @@ def probe_regression(
         test_y: targets (M,) or (M, K).
         seed: seed of the hold-out split.
         val_fraction: share of the probe-train rows held out to choose α.
+        val_rows: the last ``val_rows`` probe-train rows are a given validation split (see
+            :func:`probe_classification`).
 
     Returns:
         ``ProbeResult`` with ``metric="mse"`` (mean over rows and targets, in target units²),
@@ -735,7 +757,7 @@ def probe_regression(
     xtr, xte = xtr.double(), xte.double()
     ytr = train_y.to(device=device, dtype=torch.float64).reshape(train_y.shape[0], -1)
     yte = test_y.to(device=device, dtype=torch.float64).reshape(test_y.shape[0], -1)
-    fit_idx, val_idx = _split(xtr.shape[0], None, val_fraction, seed)
+    fit_idx, val_idx = _split(xtr.shape[0], None, val_fraction, seed, val_rows)
     alpha = 1.0
     if val_idx.numel() > 0 and fit_idx.numel() > 1:
         fit_idx, val_idx = fit_idx.to(device), val_idx.to(device)
@@ -773,6 +795,7 @@ def probe_tasks(
     task_type: TaskType = "multiclass",
     seed: int = 0,
     val_fraction: float = 0.4,
+    val_rows: int | None = None,
 ) -> dict[str, ProbeResult]:
     """Probe every task of a data set on the same frozen features (extracted once by the caller).
 
@@ -787,6 +810,7 @@ def probe_tasks(
             are one multi-label task; ``"regression"`` — all columns are one ridge target.
         seed: seed of the hold-out splits.
         val_fraction: share of the probe-train rows held out to choose the L2 strength.
+        val_rows: the last ``val_rows`` probe-train rows are a given validation split that chooses it instead.
 
     Returns:
         ``{task name: ProbeResult}``.
@@ -810,7 +834,9 @@ def probe_tasks(
         if len(names) != k:
             raise ValueError(f"task_names has {len(names)} names for {k} label columns")
         return {
-            name: probe_classification(train_x, tr[:, j], test_x, te[:, j], seed, val_fraction)
+            name: probe_classification(
+                train_x, tr[:, j], test_x, te[:, j], seed, val_fraction, val_rows=val_rows
+            )
             for j, name in enumerate(names)
         }
     if len(names) not in (1, k):
@@ -818,6 +844,6 @@ def probe_tasks(
     key = names[0] if len(names) == 1 else task_type
     if task_type == "multilabel":
         label_names = names if len(names) == k and k > 1 else None
-        return {key: probe_multilabel(train_x, tr, test_x, te, seed, val_fraction, label_names)}
+        return {key: probe_multilabel(train_x, tr, test_x, te, seed, val_fraction, label_names, val_rows)}
     y_tr, y_te = (tr, te) if k > 1 else (tr[:, 0], te[:, 0])
-    return {key: probe_regression(train_x, y_tr, test_x, y_te, seed, val_fraction)}
+    return {key: probe_regression(train_x, y_tr, test_x, y_te, seed, val_fraction, val_rows)}
