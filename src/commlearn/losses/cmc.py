@@ -33,7 +33,7 @@ def cross_view_nce(anchor: Tensor, target: Tensor, temperature: float = 0.1) -> 
     check_temperature(temperature)
     a = F.normalize(anchor, dim=-1)
     t_all = dist.gather_with_grad(F.normalize(target, dim=-1))
-    positives = torch.arange(a.shape[0], device=a.device) + dist.rank() * a.shape[0]
+    positives = dist.global_rows(a.shape[0], a.device)
     logits = a @ t_all.T / temperature
     loss = F.cross_entropy(logits, positives)
     with torch.no_grad():

@@ -29,6 +29,9 @@ Estimators (a critic ``f(a, b) ∈ R`` scores a pair; ``s_{kl} = f(a_k, b_l)`` o
   "positive minus negative" log-ratio with the optimal InfoNCE critic in place of a variational
   ``log q(b | a)``. The negatives are the off-diagonal pairs (samples of the product of marginals); the public
   code also averages in the diagonal, which scales the value by (B−1)/B.
+* Under ``torch.distributed`` every critic scores this rank's rows against the columns gathered from every
+  rank (``s`` is (B_local, B_global), the positives at the rank's global rows), so each bound's mean over the
+  ranks is its single-process value on the global batch (``commlearn.dist``).
 * Conditioning on ``C`` (labels or augmented views) is done as in the paper: the critic scores the
   concatenations ``[a; c_a]`` and ``[b; c_b]``. For the self-supervised variant the condition of modality i is
   the *augmented view's* embedding (``[Z_{S_i}(x_i); Z_{S_i}(x_i')]``) — the public repository's IRFL model
@@ -53,7 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from commlearn import dist
 from commlearn.losses.base import LossOutput
+from commlearn.losses.info_nce import check_finite
 
 
 def _linear(layer: nn.Linear, x: Tensor, frozen: bool) -> Tensor:
@@ -64,12 +69,12 @@ def _linear(layer: nn.Linear, x: Tensor, frozen: bool) -> Tensor:
 
 
 class PairCritic(nn.Module):
-    """The concatenation critic ``f(a, b) = MLP([a; b]) ∈ R`` scored on every pair of a batch.
+    """The concatenation critic ``f(a, b) = MLP([a; b]) ∈ R`` scored on every pair of two batches.
 
     MLP: ``Linear(d_a + d_b → hidden)``, ReLU, ``layers`` × (``Linear(hidden → hidden)``, ReLU),
     ``Linear(hidden → 1)`` (the public FactorCL critic). The first layer is applied to ``a`` and ``b``
     separately and summed (``W [a; b] = W_a a + W_b b``), so the B×B pairs never materialise their
-    concatenated inputs: cost O(B·(d_a + d_b)·hidden + B²·hidden²·layers).
+    concatenated inputs: cost O((B_a + B_b)·(d_a + d_b)·hidden + B_a·B_b·hidden²·layers).
 
     Args:
         a_dim: width of the first argument.
@@ -93,11 +98,11 @@ class PairCritic(nn.Module):
         self.out = nn.Linear(hidden, 1)
 
     def forward(self, a: Tensor, b: Tensor, frozen: bool = False) -> Tensor:
-        """Scores ``s`` (B, B) with ``s[k, l] = f(a_k, b_l)``.
+        """Scores ``s`` (B_a, B_b) with ``s[k, l] = f(a_k, b_l)``.
 
         Args:
-            a: (B, a_dim).
-            b: (B, b_dim).
+            a: (B_a, a_dim).
+            b: (B_b, b_dim).
             frozen: use detached parameters (gradients flow to ``a`` and ``b`` only).
         """
         h = _linear(self.proj_a, a, frozen)[:, None, :] + _linear(self.proj_b, b, frozen)[None, :, :]
@@ -107,26 +112,44 @@ class PairCritic(nn.Module):
         return _linear(self.out, h, frozen).squeeze(-1)
 
 
-def nce_lower_bound(scores: Tensor) -> Tensor:
-    """InfoNCE bound ``mean_k [s_kk − logsumexp_l s_kl] + log B`` (nats) from critic scores (B, B)."""
-    if scores.ndim != 2 or scores.shape[0] != scores.shape[1] or scores.shape[0] < 2:
-        raise ValueError(f"scores must be a square (B, B) matrix with B ≥ 2, got {tuple(scores.shape)}")
-    return scores.diagonal().mean() - torch.logsumexp(scores, dim=1).mean() + math.log(scores.shape[0])
+def _check_scores(scores: Tensor, offset: int) -> None:
+    if scores.ndim != 2 or scores.shape[1] < 2 or not 0 <= offset <= scores.shape[1] - scores.shape[0]:
+        raise ValueError(
+            f"scores must be (B, B_all) with B_all ≥ 2 and the positives [k, offset + k] inside, got shape "
+            f"{tuple(scores.shape)} and offset {offset}"
+        )
 
 
-def nce_club_upper_bound(scores: Tensor) -> Tensor:
-    """NCE-CLUB value ``mean_k s_kk − mean_{k≠l} s_kl`` (nats) from the scores (B, B) of a trained critic."""
-    if scores.ndim != 2 or scores.shape[0] != scores.shape[1] or scores.shape[0] < 2:
-        raise ValueError(f"scores must be a square (B, B) matrix with B ≥ 2, got {tuple(scores.shape)}")
-    b = scores.shape[0]
-    diag = scores.diagonal()
-    off_mean = (scores.sum() - diag.sum()) / (b * (b - 1))
-    return diag.mean() - off_mean
+def nce_lower_bound(scores: Tensor, offset: int = 0) -> Tensor:
+    """InfoNCE bound ``mean_k [s_{k,k} − logsumexp_l s_kl] + log B`` (nats) from critic scores.
+
+    Args:
+        scores: (B, B) scores of a batch's pairs, or (B_local, B_global) of this rank's rows against every
+            rank's columns; ``B`` in the bound is the number of columns.
+        offset: the column of row 0's positive (row k's is ``offset + k``): ``rank · B_local``.
+    """
+    _check_scores(scores, offset)
+    return scores.diagonal(offset).mean() - torch.logsumexp(scores, dim=1).mean() + math.log(scores.shape[1])
 
 
-def _retrieval_accuracy(scores: Tensor) -> Tensor:
+def nce_club_upper_bound(scores: Tensor, offset: int = 0) -> Tensor:
+    """NCE-CLUB value ``mean_k s_kk − mean_{k≠l} s_kl`` (nats) from the scores of a trained critic.
+
+    Args:
+        scores: (B, B), or (B_local, B_global) as in :func:`nce_lower_bound`.
+        offset: the column of row 0's positive.
+    """
+    _check_scores(scores, offset)
+    n_rows, n_cols = scores.shape
+    pos = scores.diagonal(offset)
+    off_mean = (scores.sum() - pos.sum()) / (n_rows * (n_cols - 1))
+    return pos.mean() - off_mean
+
+
+def _retrieval_accuracy(scores: Tensor, offset: int) -> Tensor:
     with torch.no_grad():
-        return (scores.argmax(dim=1) == torch.arange(scores.shape[0], device=scores.device)).float().mean()
+        target = torch.arange(scores.shape[0], device=scores.device) + offset
+        return (scores.argmax(dim=1) == target).float().mean()
 
 
 class FactorCLLoss(nn.Module):
@@ -200,8 +223,7 @@ class FactorCLLoss(nn.Module):
         for x in xs:
             if x.ndim != 2 or x.shape[0] != batch or x.shape[1] != width:
                 raise ValueError(f"{name} must be ({batch}, {width}) per modality, got {tuple(x.shape)}")
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError(f"{name} contain NaN or Inf (diverged training? lower the learning rate)")
+            check_finite(name, x)
 
     def compute(
         self,
@@ -243,31 +265,34 @@ class FactorCLLoss(nn.Module):
         terms: dict[str, Tensor] = {}
         accs: dict[str, Tensor] = {}
         n_pairs = len(self.pairs)
+        cols = dist.gather_with_grad  # each rank's rows against every rank's columns (module docstring)
+        off = dist.rank() * batch
         for p, (i, j) in enumerate(self.pairs):
             tag = f"m{i}_m{j}"
-            s_scores = self.shared_nce[p](shared[i], shared[j])
-            nce_s = nce_lower_bound(s_scores)
+            s_scores = self.shared_nce[p](shared[i], cols(shared[j]))
+            nce_s = nce_lower_bound(s_scores, off)
             sc_i = torch.cat([shared[i], shared_cond[i]], dim=1)
-            sc_j = torch.cat([shared[j], shared_cond[j]], dim=1)
-            club_s = nce_club_upper_bound(self.shared_club_cond[p](sc_i, sc_j, frozen=True))
+            sc_j = cols(torch.cat([shared[j], shared_cond[j]], dim=1))
+            club_s = nce_club_upper_bound(self.shared_club_cond[p](sc_i, sc_j, frozen=True), off)
             uc_i = torch.cat([unique[i], unique_cond[i]], dim=1)
-            uc_j = torch.cat([unique[j], unique_cond[j]], dim=1)
-            nce_uc = nce_lower_bound(self.unique_nce_cond[p](uc_i, uc_j))
-            club_u = nce_club_upper_bound(self.unique_club[p](unique[i], unique[j], frozen=True))
+            uc_j = cols(torch.cat([unique[j], unique_cond[j]], dim=1))
+            nce_uc = nce_lower_bound(self.unique_nce_cond[p](uc_i, uc_j), off)
+            u_j = cols(unique[j])
+            club_u = nce_club_upper_bound(self.unique_club[p](unique[i], u_j, frozen=True), off)
             enc = enc + (-nce_s + club_s - nce_uc + club_u) / n_pairs
-            fit_s = nce_lower_bound(self.shared_club_cond[p](sc_i.detach(), sc_j.detach()))
-            fit_u = nce_lower_bound(self.unique_club[p](unique[i].detach(), unique[j].detach()))
+            fit_s = nce_lower_bound(self.shared_club_cond[p](sc_i.detach(), sc_j.detach()), off)
+            fit_u = nce_lower_bound(self.unique_club[p](unique[i].detach(), u_j.detach()), off)
             critic = critic - (fit_s + fit_u) / n_pairs
             terms[f"nce_shared_{tag}"] = nce_s.detach()
             terms[f"club_shared_cond_{tag}"] = club_s.detach()
             terms[f"nce_unique_cond_{tag}"] = nce_uc.detach()
             terms[f"club_unique_{tag}"] = club_u.detach()
-            accs[f"shared_{tag}"] = _retrieval_accuracy(s_scores)
+            accs[f"shared_{tag}"] = _retrieval_accuracy(s_scores, off)
         for i in range(self.n_modalities):
-            t_scores = self.unique_target[i](unique[i], targets[i])
-            nce_t = nce_lower_bound(t_scores)
+            t_scores = self.unique_target[i](unique[i], cols(targets[i]))
+            nce_t = nce_lower_bound(t_scores, off)
             enc = enc - nce_t
             terms[f"nce_unique_target_m{i}"] = nce_t.detach()
-            accs[f"unique_target_m{i}"] = _retrieval_accuracy(t_scores)
+            accs[f"unique_target_m{i}"] = _retrieval_accuracy(t_scores, off)
         terms["critic_loss"] = critic.detach()
         return LossOutput(loss=enc + critic, terms=terms, accuracies=accs)

@@ -32,7 +32,7 @@ from torch import Tensor
 from commlearn import dist
 from commlearn.losses.base import ContrastiveLoss, LossOutput
 from commlearn.losses.comm import comm_terms
-from commlearn.losses.info_nce import check_embeddings, check_temperature
+from commlearn.losses.info_nce import check_embeddings, check_finite, check_temperature
 
 # Slack for n·(1 − r) computed in binary floating point (50 · (1 − 0.8) = 9.999999999999998 must give 10).
 _FLOOR_SLACK = 1e-9
@@ -134,8 +134,7 @@ def infmasking_term(
     if masked.shape[0] < 1:
         raise ValueError("the InfMasking term needs at least one masked view (T ≥ 1)")
     check_embeddings(anchor, masked[0], "anchor and masked embeddings")
-    if not torch.isfinite(masked).all():
-        raise ValueError("masked embeddings contain NaN or Inf (diverged training? lower the learning rate)")
+    check_finite("masked embeddings", masked)
     check_temperature(temperature)
     if variance_weight < 0:
         raise ValueError(f"variance_weight must be ≥ 0, got {variance_weight}")
@@ -151,7 +150,7 @@ def infmasking_term(
     q_all = dist.gather_with_grad(q)  # (B_global, d)
     k_all = dist.gather_with_grad(k.transpose(0, 1).contiguous())  # (B_global, T, d)
     rows = torch.arange(n_local, device=q.device)
-    own = rows + dist.rank() * n_local
+    own = dist.global_rows(n_local, q.device)
     self_mask = torch.zeros(n_local, q_all.shape[0], dtype=torch.bool, device=q.device)
     self_mask[rows, own] = True
     neg_masked = torch.einsum("bd,jtd->btj", q, k_all) / temperature  # (B, T, B_global)

@@ -13,7 +13,7 @@ def check_embeddings(a: Tensor, b: Tensor, name: str = "embeddings") -> None:
     """Validate a pair of embedding batches (B, d) for a contrastive loss.
 
     Raises:
-        ValueError: wrong rank, mismatched shapes, B < 2 or non-finite values.
+        ValueError: wrong rank, mismatched shapes, B < 2 or non-finite values (see :func:`check_finite`).
     """
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"{name} must be 2-d (batch, dim), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
@@ -21,7 +21,19 @@ def check_embeddings(a: Tensor, b: Tensor, name: str = "embeddings") -> None:
         raise ValueError(f"{name} must have equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] < 2:
         raise ValueError(f"a contrastive loss needs a batch of at least 2 samples, got {a.shape[0]}")
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+    check_finite(name, a, b)
+
+
+def check_finite(name: str, *xs: Tensor) -> None:
+    """Raise a one-line ValueError when a tensor of ``xs`` holds NaN or Inf — on a single process only.
+
+    Under ``torch.distributed`` a check on one rank's rows would stop that rank alone while the others wait in
+    the next collective; there the values flow on (a gathered NaN makes every rank's loss NaN) and the trainer
+    stops every rank together on the non-finite loss.
+    """
+    if dist.is_distributed():
+        return
+    if not all(bool(torch.isfinite(x).all()) for x in xs):
         raise ValueError(f"{name} contain NaN or Inf (diverged training? lower the learning rate)")
 
 
@@ -59,9 +71,8 @@ def nce_with_accuracy(a: Tensor, b: Tensor, temperature: float = 0.1) -> tuple[T
     a_all = dist.gather_with_grad(a)
     b_all = dist.gather_with_grad(b)
     n_local = a.shape[0]
-    offset = dist.rank() * n_local
     rows = torch.arange(n_local, device=a.device)
-    positives = rows + offset
+    positives = dist.global_rows(n_local, a.device)
     self_mask = torch.zeros(n_local, a_all.shape[0], dtype=torch.bool, device=a.device)
     self_mask[rows, positives] = True
 

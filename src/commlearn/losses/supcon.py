@@ -27,7 +27,8 @@ class SupConLoss(ContrastiveLoss):
     the paper with ``base_temperature = τ`` (no extra ``τ / τ_base`` factor).
 
     Under ``torch.distributed`` the contrast set is gathered from every rank (with gradient) and each rank
-    averages over its own anchors.
+    scores its own anchors; it divides their sum by the number of anchors with a positive on every rank (times
+    W), so that the mean over ranks is the single-process loss on the global batch (``commlearn.dist``).
 
     Args:
         temperature: τ > 0.
@@ -59,18 +60,18 @@ class SupConLoss(ContrastiveLoss):
         y_contrast = y_glob.repeat_interleave(n_views)
         rows = torch.arange(b * n_views, device=anchors.device)
         self_mask = torch.zeros(b * n_views, contrast.shape[0], dtype=torch.bool, device=anchors.device)
-        self_mask[rows, rows + dist.rank() * b * n_views] = True
+        self_mask[rows, dist.global_rows(b * n_views, anchors.device)] = True
         logits = (anchors @ contrast.T / self.temperature).masked_fill(self_mask, float("-inf"))
         positives = (y_anchor[:, None] == y_contrast[None, :]) & ~self_mask
         log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         n_pos = positives.sum(dim=1)
         has_pos = n_pos > 0
         pos_sum = log_prob.masked_fill(~positives, 0.0).sum(dim=1)
-        per_anchor = -pos_sum / n_pos.clamp_min(1)
-        if bool(has_pos.any()):
-            loss = per_anchor[has_pos].mean()
-        else:
-            loss = (anchors.sum() * 0.0).to(anchors.dtype)
+        per_anchor = -pos_sum / n_pos.clamp_min(1)  # 0 for an anchor without a positive
+        # the mean over the anchors of every rank that have a positive (0 when none has): this rank's sum over
+        # the global count, times W, so that the mean over ranks is that mean
+        n_with = dist.sum_over_ranks(has_pos.sum()).clamp_min(1).to(anchors.dtype)
+        loss = per_anchor.sum() * (dist.world_size() / n_with)
         with torch.no_grad():
             nearest = logits.argmax(dim=1)
             accuracy = (y_contrast[nearest] == y_anchor).float().mean()
