@@ -79,6 +79,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     from commlearn.train import fit
 
     result = fit(cfg, catch_signals=True)  # SIGTERM / SIGINT: a checkpoint, then one line (see main)
+    if not result.is_global_zero:  # one of several processes: rank 0 speaks for the run
+        return 0
     if result.finished_before:
         print(
             f"run {result.output} already finished ({cfg.trainer.max_epochs} epochs); raise trainer.max_epochs "

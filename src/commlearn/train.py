@@ -5,6 +5,11 @@ A run folder holds one run: ``config.yaml`` (the resolved config), ``checkpoints
 it only when the configs agree apart from the training length; otherwise it stops before writing anything.
 A resumed run continues exactly where ``last.ckpt`` left it (the loader's position and the random states are
 in the checkpoint). A run that cannot go on stops with a :class:`TrainingStopped` error.
+
+On several processes (``trainer.devices``/``num_nodes`` with DDP, ``torchrun``, SLURM) every process runs
+``fit``; only global rank 0 writes the run folder, logs and checkpoints. ``data.batch_size`` is per process,
+and a run may resume on another number of processes (or another accelerator) when its global batch —
+``data.batch_size`` × processes — is unchanged: then it continues with the same steps.
 The library (``losses``, ``nn``, ``methods``, ``data``, ``eval``) never imports this module.
 """
 
@@ -34,8 +39,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from torch import nn
 
+from commlearn import dist
 from commlearn.config import (
     TRAINING_LENGTH_KEYS,
     ConfigError,
@@ -48,14 +55,25 @@ from commlearn.config import (
     parse_overrides,
 )
 from commlearn.data.base import ModalitySpec, MultimodalDataset
-from commlearn.data.loader import BatchLoader
+from commlearn.data.loader import BatchLoader, StreamingDataset
 from commlearn.data.registry import DataSplits, build_data, split_dataset
 from commlearn.methods.base import BaseMethod
 from commlearn.methods.registry import build_method
 
 CHECKPOINT_KEY = "commlearn"
-#: Config keys that may differ when a run resumes: its length, and settings that do not change the result.
-RESUMABLE_KEYS = (*TRAINING_LENGTH_KEYS, "trainer.resume", "trainer.progress_bar", "experiment")
+#: The hardware a run trains on: a run resumes on other hardware (1 process ↔ several, CPU ↔ GPU) when its
+#: global batch (``data.batch_size`` × processes) is unchanged, which :func:`fit` checks against the checkpoint.
+HARDWARE_KEYS = ("trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy")
+#: Config keys that may differ when a run resumes: its length, settings that do not change the result, and the
+#: hardware with the per-process batch (their product is checked).
+RESUMABLE_KEYS = (
+    *TRAINING_LENGTH_KEYS,
+    "trainer.resume",
+    "trainer.progress_bar",
+    "experiment",
+    *HARDWARE_KEYS,
+    "data.batch_size",
+)
 _RUN_ENTRIES = ("config.yaml", "checkpoints", "metrics.csv", "tensorboard", "hparams.yaml", "done.json")
 
 
@@ -173,26 +191,55 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-class _RandomStates(Callback):
-    """Writes the global random states into every checkpoint and restores them when training resumes, so a
-    resumed run draws the same augmentations as an uninterrupted one (the loader's order is restored by
-    :meth:`BatchLoader.load_state_dict`)."""
+def _seed_process(seed: int, rank: int, step: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and ``random`` of this process from ``(seed, rank, step)``."""
+    value = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+    torch.manual_seed(value)
+    np.random.seed(value)  # noqa: NPY002 - the global generator augmentations may use
+    random.seed(value)
 
-    def __init__(self) -> None:
-        self._to_restore: dict[str, Any] | None = None
+
+class _RandomStates(Callback):
+    """Writes every process's global random states into each checkpoint and restores them when training
+    resumes, so a resumed run draws the same augmentations as an uninterrupted one (the loader's order is
+    restored by :meth:`BatchLoader.load_state_dict`).
+
+    On several processes, ranks other than 0 start from their own seed (``seed``, rank), so that they do not
+    draw the same augmentations for their rows as rank 0 (rank 0 draws as one process would). A rank that the
+    checkpoint has no states for (more processes than before) is seeded the same way at the resumed step.
+
+    Args:
+        seed: the run's seed.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._to_restore: list[dict[str, Any]] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return rng_states()
+        states = rng_states()
+        if not dist.is_distributed():
+            return {"ranks": [states]}
+        gathered: list[Any] = [None] * dist.world_size()
+        torch.distributed.all_gather_object(gathered, states)  # every rank saves the checkpoint's contents
+        return {"ranks": gathered}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._to_restore = state_dict
+        # checkpoints written before the states were per process hold one process's states
+        self._to_restore = state_dict["ranks"] if "ranks" in state_dict else [state_dict]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after the whole restore (model, optimiser, loops): nothing draws random numbers between here and the
         # first resumed step
+        rank = trainer.global_rank
         if self._to_restore is not None:
-            set_rng_states(self._to_restore)
+            if rank < len(self._to_restore):
+                set_rng_states(self._to_restore[rank])
+            else:
+                _seed_process(self.seed, rank, trainer.global_step)
             self._to_restore = None
+        elif rank > 0:
+            _seed_process(self.seed, rank, 0)
 
 
 class _LastCheckpoint(Callback):
@@ -254,6 +301,8 @@ class _StopGuard(Callback):
     - With ``catch_signals``, SIGTERM and SIGINT are noted (from the start of training; Lightning restores the
       earlier handlers when ``fit`` ends) and the run stops after the step in progress, writes ``last.ckpt``
       and raises :class:`Interrupted`. A second SIGINT stops at once (KeyboardInterrupt).
+    - On several processes both decisions are taken together (a NaN or a signal on any process stops all of
+      them after the same step): one all-reduce of a flag per check.
 
     Args:
         last: the run's ``last.ckpt`` keeper.
@@ -280,7 +329,7 @@ class _StopGuard(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
         value = float(loss.detach())
-        if math.isfinite(value):
+        if not _on_any_rank(trainer, not math.isfinite(value)):
             return
         saved, last = self.last.saved_step, self.last.path
         kept = (
@@ -288,8 +337,9 @@ class _StopGuard(Callback):
             if saved is not None
             else "no checkpoint had been written yet"
         )
+        became = value if not math.isfinite(value) else "non-finite on another process"
         raise LossNotFinite(
-            f"the training loss became {value} at step {trainer.global_step}; training stopped and {kept}; "
+            f"the training loss became {became} at step {trainer.global_step}; training stopped and {kept}; "
             "lower method.lr, or look for extreme values in the data",
             trainer.global_step,
             last if saved is not None else None,
@@ -298,9 +348,14 @@ class _StopGuard(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.received is not None:
+        if _on_any_rank(trainer, self.received is not None):  # every rank stops after the same step
             self.last.save(trainer)
-            raise Interrupted(self.received, trainer.global_step, self.last.path)
+            raise Interrupted(self.received or signal.SIGTERM, trainer.global_step, self.last.path)
+
+
+def _on_any_rank(trainer: L.Trainer, flag: bool) -> bool:
+    """``flag`` of any process (one all-reduce per call on several processes), so that they all decide alike."""
+    return trainer.strategy.reduce_boolean_decision(flag, all=False) if trainer.world_size > 1 else flag
 
 
 def describe_data(data: DataSplits) -> str:
@@ -364,6 +419,8 @@ class FitResult:
         last_checkpoint: ``output/checkpoints/last.ckpt`` (None if training wrote none).
         finished_before: the run folder already held this run, trained to the requested length: nothing was
             trained and ``method`` was loaded from ``last_checkpoint``.
+        is_global_zero: this process is global rank 0, the one that writes (always, on one process): programs
+            that run ``fit`` on several processes write their own outputs where it is True.
     """
 
     method: BaseMethod
@@ -371,6 +428,7 @@ class FitResult:
     output: Path
     last_checkpoint: Path | None
     finished_before: bool = False
+    is_global_zero: bool = True
 
 
 def on_device(dataset: MultimodalDataset, device: torch.device) -> MultimodalDataset:
@@ -504,6 +562,52 @@ def _rejected_by_lightning(cfg: RunConfig, error: BaseException) -> ConfigError:
     return ConfigError(f"Lightning cannot run with {settings}: {reason}")
 
 
+def _check_global_batch(extra: dict[str, Any], cfg: RunConfig, world_size: int, checkpoint: Path) -> None:
+    """Raise a one-line ConfigError unless this run's global batch equals the one ``checkpoint`` trained with."""
+    old_world = int(extra.get("world_size", 1))
+    old_batch = int(extra["config"]["data"]["batch_size"])
+    old, new = old_batch * old_world, cfg.data.batch_size * world_size
+    if old == new:
+        return
+    fix = (
+        f"pass data.batch_size={old // world_size}"
+        if old % world_size == 0
+        else f"use a number of processes that divides {old}"
+    )
+    raise ConfigError(
+        f"checkpoint {checkpoint} trained with a global batch of {old} ({old_batch} per process × {old_world}); "
+        f"data.batch_size={cfg.data.batch_size} on {world_size} process(es) makes {new}: {fix} to continue it, "
+        "or choose a new trainer.output"
+    )
+
+
+def _batch_norm_across_processes(method: nn.Module, trainer: L.Trainer, batch_size: int) -> None:
+    """On several GPU processes, turn every BatchNorm layer (heads and encoders) into SyncBatchNorm: statistics
+    over the global batch, as on one process. On CPU, where PyTorch has no SyncBatchNorm, say once that each
+    process normalises with its own batch, and go on."""
+    world = trainer.world_size
+    norms = [m for m in method.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d)]
+    if world < 2 or not norms:
+        return
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        nn.SyncBatchNorm.convert_sync_batchnorm(
+            method
+        )  # replaces the layers in place; same weights and buffers
+        rank_zero_info(f"[commlearn] {len(norms)} BatchNorm layers synchronised over {world} processes")
+        return
+    rank_zero_warn(
+        f"[commlearn] PyTorch has no SyncBatchNorm on {device.type}: the {len(norms)} BatchNorm layers normalise "
+        f"each process's batch of {batch_size} samples, not the global batch of {batch_size * world}; "
+        "model.head_batch_norm=false (and encoders without BatchNorm) train exactly as one process would"
+    )
+
+
+def _is_global_zero() -> bool:
+    """Global rank 0 as Lightning sees it (from the launcher's environment before a Trainer exists)."""
+    return int(getattr(rank_zero_only, "rank", 0)) == 0
+
+
 def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
     """Train ``cfg.method`` on the data ``cfg.data`` describes, in the run folder ``cfg.trainer.output``.
 
@@ -512,9 +616,15 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
     from ``last.ckpt`` (or, when it was trained to the requested length, returns it untrained); a folder
     holding another run stops with a ConfigError before anything is written (see :func:`run_state`).
 
-    Checkpoints hold the loader's position and the global random states: a run stopped mid-epoch and resumed
-    ends with the same weights as an uninterrupted one (on CPU, one process). ``last.ckpt`` holds the final
-    step. A NaN or infinite loss stops the run before that step's update (:class:`LossNotFinite`).
+    Checkpoints hold the loader's position and the global random states of every process: a run stopped
+    mid-epoch and resumed ends with the same weights as an uninterrupted one (on CPU). ``last.ckpt`` holds the
+    final step. A NaN or infinite loss stops the run before that step's update (:class:`LossNotFinite`).
+
+    On several processes every process calls ``fit`` (Lightning's launcher, ``torchrun`` or SLURM start them);
+    global rank 0 alone writes the run folder. Each process trains on its share of every global batch
+    (:class:`BatchLoader`, or the data set's own loader for a :class:`StreamingDataset`), BatchNorm layers are
+    synchronised on GPUs (on CPU they keep per-process statistics, with a warning), and the run resumes on
+    another number of processes when ``data.batch_size`` × processes is unchanged.
 
     Args:
         cfg: the run's configuration.
@@ -523,8 +633,8 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
             returns. For programs that own their process (the ``commlearn`` command line).
 
     Raises:
-        ConfigError: a bad config (including hardware settings Lightning rejects), or a run folder that holds
-            another run.
+        ConfigError: a bad config (including hardware settings Lightning rejects), a run folder that holds
+            another run, or a resume with another global batch.
         ValueError: data that cannot be read, or that does not match the checkpoint being resumed.
         TrainingStopped: the loss became NaN or infinite, or (``catch_signals``) a signal stopped the run.
     """
@@ -538,20 +648,26 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
     specs = list(data.train.modality_specs)
     if state == "finished":
         method, _ = load_method(last)
-        return FitResult(method, data, out, last, finished_before=True)
+        return FitResult(method, data, out, last, finished_before=True, is_global_zero=_is_global_zero())
     rank_zero_info(f"[commlearn] {describe_data(data)}")
     val_set: MultimodalDataset | None
     if data.val is not None:  # the data set's own validation split gives the validation loss
         train_set, val_set = data.train, data.val
+    elif isinstance(data.train, StreamingDataset) and cfg.data.val_fraction > 0:
+        raise ConfigError(
+            f"data.val_fraction={cfg.data.val_fraction} holds out random samples, which the streamed data set "
+            f"{cfg.data.name!r} cannot: set data.val_fraction=0, or give it a validation split"
+        )
     else:
         train_set, val_set = split_dataset(data.train, cfg.data.val_fraction, cfg.trainer.seed)
     method = make_method(cfg, specs, task_info(data.train))
     resume = last if state == "resume" and last.is_file() else None
-    if resume is not None:
-        check_specs(read_checkpoint(resume)[CHECKPOINT_KEY], specs, resume)
+    stored = read_checkpoint(resume)[CHECKPOINT_KEY] if resume is not None else None
+    if resume is not None and stored is not None:
+        check_specs(stored, specs, resume)
     every = cfg.trainer.checkpoint_every_n_steps
     keeper = _LastCheckpoint(last, every)
-    callbacks: list[Any] = [keeper, _RandomStates(), _StopGuard(keeper, catch_signals)]
+    callbacks: list[Any] = [keeper, _RandomStates(cfg.trainer.seed), _StopGuard(keeper, catch_signals)]
     if cfg.trainer.keep_epoch_checkpoints:  # beside last.ckpt: one file per epoch, or the newest step's file
         callbacks.append(
             ModelCheckpoint(
@@ -587,19 +703,33 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
         )
     except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
         raise _rejected_by_lightning(cfg, e) from None
+    if resume is not None and stored is not None:
+        _check_global_batch(stored, cfg, trainer.world_size, resume)
+    assert method.checkpoint_extra is not None
+    method.checkpoint_extra["world_size"] = trainer.world_size  # the global batch is batch_size × this
+    _batch_norm_across_processes(method, trainer, cfg.data.batch_size)
     device = trainer.strategy.root_device
-    train_loader = BatchLoader(
-        on_device(train_set, device), cfg.data.batch_size, shuffle=True, drop_last=True, seed=cfg.trainer.seed
-    )
+    train_loader: Any
+    if isinstance(train_set, StreamingDataset):
+        train_loader = train_set.training_loader(cfg.data.batch_size, cfg.trainer.seed)
+    else:
+        train_loader = BatchLoader(
+            on_device(train_set, device),
+            cfg.data.batch_size,
+            shuffle=True,
+            drop_last=True,
+            seed=cfg.trainer.seed,
+        )
     val_loader = (
         None
         if val_set is None
         else BatchLoader(on_device(val_set, device), min(cfg.data.batch_size, len(val_set)), shuffle=False)
     )
-    if state == "restart":
-        _clear_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    if trainer.is_global_zero:  # the other processes read the folder (run_state) but never write it
+        if state == "restart":
+            _clear_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     try:
         trainer.fit(method, train_loader, val_loader, ckpt_path=resume, weights_only=True)
     except MisconfigurationException as e:
@@ -607,7 +737,9 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
     if trainer.is_global_zero:
         done = {"epochs": trainer.current_epoch, "global_step": trainer.global_step}
         _write_atomic(out / "done.json", json.dumps(done))
-    return FitResult(method, data, out, last if last.is_file() else None)
+    return FitResult(
+        method, data, out, last if last.is_file() else None, is_global_zero=trainer.is_global_zero
+    )
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
