@@ -1,4 +1,4 @@
-"""The ``commlearn`` command line: ``fit``, ``probe``, ``embed``, ``experiment``.
+"""The ``commlearn`` command line: ``fit``, ``probe``, ``embed``, ``experiment``, ``shards``.
 
 Every subcommand is reachable from Python as ``main(["fit", "--config", ...])``. An expected failure ends with
 a one-line ``error: ...`` on stderr and a non-zero exit status, without a traceback: bad input (a config, an
@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--modalities", help="comma-separated modality indices to use (others missing)")
     embed.add_argument("overrides", nargs="*", help="data.* overrides")
+
+    shards = sub.add_parser(
+        "shards", help="write a config's data as WebDataset tar shards, streamed by data.name=shards"
+    )
+    shards.add_argument("--config", help="a packaged preset or a YAML file: its data section is written")
+    shards.add_argument("--output", type=Path, required=True, help="a new folder for the shards")
+    shards.add_argument("--samples-per-shard", type=int, default=1000, help="samples per tar file")
+    shards.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.root=...")
 
     exp = sub.add_parser("experiment", help="run a packaged experiment")
     exp_sub = exp.add_subparsers(dest="experiment", required=True)
@@ -182,6 +190,32 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_shards(args: argparse.Namespace) -> int:
+    import yaml
+
+    from commlearn.config import config_to_dict, load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from commlearn.data.registry import build_data
+    from commlearn.data.shards import write_shards
+
+    index = write_shards(build_data(cfg.data, cfg.trainer.seed), args.output, args.samples_per_shard)
+    for split, entry in index["splits"].items():
+        n = sum(s["samples"] for s in entry["shards"])
+        print(f"{split}: {n} samples in {len(entry['shards'])} shards")
+    # the same run on the shards: the config with its data section replaced (a fit of it rebuilds this data)
+    resolved = config_to_dict(cfg)
+    resolved["data"] = {
+        **resolved["data"],
+        "name": "shards",
+        "root": str(args.output.resolve()),
+        "options": {},
+    }
+    (args.output / "fit.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    print(f"wrote {args.output}; train on it with: commlearn fit --config {args.output / 'fit.yaml'}")
+    return 0
+
+
 def _run_experiment(args: argparse.Namespace) -> int:
     from commlearn.experiments.trifeature import run_from_args
 
@@ -206,7 +240,13 @@ def _exit_status(error: BaseException) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
-    handlers = {"fit": _run_fit, "probe": _run_probe, "embed": _run_embed, "experiment": _run_experiment}
+    handlers = {
+        "fit": _run_fit,
+        "probe": _run_probe,
+        "embed": _run_embed,
+        "experiment": _run_experiment,
+        "shards": _run_shards,
+    }
     if args.command in ("fit", "experiment"):
         from commlearn.speed import keep_freed_memory
 

@@ -154,6 +154,17 @@ def _mmimdb(
     return load_mmimdb_hdf5(root, modalities, split_sizes or MMIMDB_SPLIT_SIZES, standardize)
 
 
+def _shards(root: str | None, seed: int, num_workers: int = 2, shuffle_batches: int = 16) -> DataSplits:
+    """WebDataset tar shards written by ``commlearn shards`` (``root``: their folder), streamed while training:
+    ``num_workers`` DataLoader workers per process read them; each epoch visits the shards in a new order and
+    every process shuffles ``shuffle_batches`` batches' worth of samples at a time."""
+    if root is None:
+        raise ConfigError("data.root must name the folder written by `commlearn shards` for data.name=shards")
+    from commlearn.data.shards import shard_splits
+
+    return shard_splits(root, num_workers, shuffle_batches)
+
+
 DATASETS: dict[str, DatasetBuilder] = {
     "synthetic": _synthetic,
     "arrays": _arrays,
@@ -162,6 +173,7 @@ DATASETS: dict[str, DatasetBuilder] = {
     "mimic": _mimic,
     "vision-touch": _vision_touch,
     "mm-imdb": _mmimdb,
+    "shards": _shards,
 }
 
 
