@@ -15,12 +15,15 @@ from pathlib import Path
 
 import torch
 
+from bench_dist import bench_dist_memory, plot_dist_memory
 from bench_parts import bench_augment, bench_fusion, bench_probe_round, bench_render, paper_fusion_geometry
 from bench_step import bench_scaling, bench_step, plot_scaling
 from commlearn.speed import keep_freed_memory
 from common import BENCH_DIR, Bench, run_suite, write_json, write_markdown
 
-GROUPS = ("render", "augment", "fusion", "step", "probe", "scaling")
+GROUPS = ("render", "augment", "fusion", "step", "probe", "scaling", "dist")
+#: Groups a run without ``--only`` leaves out (slow, or measuring something else than the CPU targets).
+OPTIONAL_GROUPS = ("dist",)
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,22 @@ class Plan:
     scaling_modalities: tuple[int, ...]
     scaling_steps: tuple[int, int]
     timeout_s: float  # of each worker process
+    dist_b_local: int  # loss memory per rank: samples per process
+    dist_worlds: tuple[int, ...]  # … and the numbers of processes simulated
 
 
 FULL = Plan(
     render_fast=256, render_repeats=5, full_split=True, augment_batch=64, repeats=3, fusion_batch=128,
     step_paper=(1, 3), step_cpu=(2, 10), probe_round=("paper", ()), scaling_batches=(32, 64, 128, 256, 512),
     scaling_modalities=(2, 3, 4, 5, 6), scaling_steps=(1, 3), timeout_s=420.0,
+    dist_b_local=128, dist_worlds=(1, 2, 4, 8, 16),
 )  # fmt: skip
 QUICK = Plan(
     render_fast=32, render_repeats=1, full_split=False, augment_batch=8, repeats=1, fusion_batch=16,
     step_paper=(1, 1), step_cpu=(1, 2),
     probe_round=("cpu", ("data.options.n_probe_train_pairs=600", "data.options.n_probe_test_pairs=300")),
     scaling_batches=(16, 32, 64), scaling_modalities=(2, 3, 4), scaling_steps=(1, 1), timeout_s=150.0,
+    dist_b_local=32, dist_worlds=(1, 2, 4, 8),
 )  # fmt: skip
 
 
@@ -82,13 +89,19 @@ def benchmarks(plan: Plan, quick: bool, threads: int | None) -> dict[str, list[B
                 lambda: bench_scaling("modalities", plan.scaling_modalities, *scaling_args),
             ),
         ],
+        "dist": [("dist_loss_memory", lambda: bench_dist_memory(plan.dist_b_local, plan.dist_worlds, 128))],
     }
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repeat (< 3 min)")
-    p.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {','.join(GROUPS)}")
+    default = ",".join(g for g in GROUPS if g not in OPTIONAL_GROUPS)
+    p.add_argument(
+        "--only",
+        default=default,
+        help=f"comma-separated groups of {','.join(GROUPS)} (default: all but {','.join(OPTIONAL_GROUPS)})",
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default benchmarks/, --quick: …/out/)"
     )
@@ -120,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         if r.name.startswith("scaling_") and r.error is None:
             plot_scaling(r, out / f"{r.name}.png")
+            plots.append(f"{r.name}.png")
+        if r.name == "dist_loss_memory" and r.error is None:
+            plot_dist_memory(r, out / f"{r.name}.png")
             plots.append(f"{r.name}.png")
     write_json(out / "results.json", meta, results)
     write_markdown(out / "RESULTS.md", meta, results, plots)
