@@ -4,6 +4,7 @@ training so that every sample of the full global batches is seen once per epoch,
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import tarfile
@@ -172,6 +173,9 @@ def _stream_worker(rank: int, port: int, config: str, run: str, out: str) -> Non
         LOCAL_WORLD_SIZE="2",
     )
     torch.set_num_threads(1)
+    # a process torchrun starts makes DataLoader workers by fork (Linux's default); one that
+    # multiprocessing spawned would spawn them (re-importing everything)
+    multiprocessing.set_start_method("fork", force=True)
     from commlearn.config import load_config
     from commlearn.methods.base import BaseMethod
     from commlearn.train import fit

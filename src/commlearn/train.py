@@ -348,7 +348,8 @@ class _StopGuard(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if _on_any_rank(trainer, self.received is not None):  # every rank stops after the same step
+        # every rank stops after the same step (the flag is only exchanged when signals are caught)
+        if self.catch_signals and _on_any_rank(trainer, self.received is not None):
             self.last.save(trainer)
             raise Interrupted(self.received or signal.SIGTERM, trainer.global_step, self.last.path)
 

@@ -328,41 +328,49 @@ class ShardDataset:
         )
 
 
-class _Groups(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
-    """The shuffle groups of one rank's epoch, each read by one DataLoader worker: group ``j`` is this rank's
-    ``n_j · batch_size`` samples of the j-th ``n_j`` global batches, as a list of ``n_j`` batches (the first
-    ``skip`` batches of group ``first`` left out). Worker ``w`` of ``K`` reads groups ``first + w``,
-    ``first + w + K``, …, so that the DataLoader hands them out in order."""
+def _shard_order(n_shards: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits the shards (the same on every rank)."""
+    if not shuffle:
+        return np.arange(n_shards)
+    return np.random.default_rng([seed, epoch]).permutation(n_shards)
 
-    def __init__(self, loader: ShardLoader, epoch: int, first: int, skip: int) -> None:
+
+class _GroupReader(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Reads one rank's part of a shuffle group: the key ``(epoch, j, skip)`` → this rank's
+    ``n_j · batch_size`` samples of the j-th group of ``n_j`` global batches of epoch ``epoch``, shuffled, as
+    ``n_j − skip`` batches (the first ``skip`` left out). Runs in DataLoader workers."""
+
+    def __init__(self, loader: ShardLoader, steps: int) -> None:
         super().__init__()
         self.dataset = loader.dataset
         self.batch_size = loader.batch_size
         self.group = loader.shuffle_batches
-        self.steps = len(loader)
         self.shuffle = loader.shuffle
-        self.seed, self.epoch, self.first, self.skip = loader.seed, epoch, first, skip
+        self.seed = loader.seed
+        self.steps = steps
         self.rank, self.world = dist.rank(), dist.world_size()
-        self.order = loader.shard_order(epoch)
 
-    def __iter__(self) -> Iterator[list[MultimodalBatch]]:
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        n_groups = -(-self.steps // self.group)
-        for j in range(self.first + worker, n_groups, workers):
-            yield self._group(j)
-
-    def _group(self, j: int) -> list[MultimodalBatch]:
-        b, w = self.batch_size, self.world
+    def __getitem__(self, key: tuple[int, int, int]) -> list[MultimodalBatch]:
+        epoch, j, skip = key
+        b = self.batch_size
         n_j = min(self.group, self.steps - j * self.group)  # steps in this group
-        start = j * self.group * b * w + self.rank * n_j * b  # this rank's stretch of the group
-        parts = self.dataset.stretch(self.order, start, start + n_j * b)
-        order = np.arange(n_j * b)
+        start = j * self.group * b * self.world + self.rank * n_j * b  # this rank's stretch of the group
+        order = _shard_order(len(self.dataset.files), self.seed, epoch, self.shuffle)
+        parts = self.dataset.stretch(order, start, start + n_j * b)
+        rows = np.arange(n_j * b)
         if self.shuffle:
-            g = np.random.default_rng([self.seed, self.epoch, j, self.rank])
-            order = g.permutation(order)
-        skip = self.skip if j == self.first else 0
-        return [self.dataset._batch(parts, order[k * b : (k + 1) * b]) for k in range(skip, n_j)]
+            rows = np.random.default_rng([self.seed, epoch, j, self.rank]).permutation(rows)
+        return [self.dataset._batch(parts, rows[k * b : (k + 1) * b]) for k in range(skip, n_j)]
+
+
+class _Keys:
+    """The group keys of the epoch a :class:`ShardLoader` is iterating (its DataLoader's sampler)."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int, int]] = []
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        return iter(self.keys)
 
 
 class ShardLoader:
@@ -372,9 +380,9 @@ class ShardLoader:
     ``S = N // (W · batch_size)`` global batches (W processes; the samples after the last full global batch are
     left out on every rank, different ones each epoch), consecutive groups of ``shuffle_batches`` steps form
     shuffle groups: rank r reads its own contiguous ``1/W`` of each group's stretch of the stream, shuffles it
-    and hands it out as batches; the groups are read by ``num_workers`` DataLoader workers in turn. So every
-    rank reads 1/W of the data, in long sequential stretches, the ranks see disjoint samples and the same
-    number of steps, and every sample of the full global batches is seen once per epoch.
+    and hands it out as batches; ``num_workers`` DataLoader workers (kept from one epoch to the next) read the
+    groups in turn. So every rank reads 1/W of the data, in long sequential stretches, the ranks see disjoint
+    samples and the same number of steps, and every sample of the full global batches is seen once per epoch.
 
     Resumable like :class:`~commlearn.data.loader.BatchLoader` (Lightning's stateful-loader protocol): the
     sequence of batches does not depend on the number of workers, so a resumed run continues exactly — on the
@@ -416,13 +424,12 @@ class ShardLoader:
         self._yielded = 0
         self._skip = 0
         self._saved_world: int | None = None  # processes of the run whose state was loaded
+        self._keys = _Keys()
+        self._workers: torch.utils.data.DataLoader[Any] | None = None  # made at the first epoch
 
     def shard_order(self, epoch: int) -> np.ndarray:
         """The order in which epoch ``epoch`` visits the shards (the same on every rank)."""
-        n = len(self.dataset.files)
-        if not self.shuffle:
-            return np.arange(n)
-        return np.random.default_rng([self.seed, epoch]).permutation(n)
+        return _shard_order(len(self.dataset.files), self.seed, epoch, self.shuffle)
 
     def __len__(self) -> int:
         """Steps per epoch (the same on every rank)."""
@@ -458,26 +465,43 @@ class ShardLoader:
             raise ValueError(f"not a ShardLoader state: {state!r}") from None
         self.epoch, self._skip, self._yielded, self._saved_world = epoch, batches, batches, world
 
-    def __iter__(self) -> Iterator[MultimodalBatch]:
-        steps = len(self)
-        epoch, done = self.epoch, self._skip
-        self._skip = 0
+    def _first_group(self, done: int, steps: int) -> tuple[int, int]:
+        """The group to start at and the batches of it already done, after ``done`` steps of the epoch."""
         first, skip = divmod(done, self.shuffle_batches)
         if skip and self._saved_world not in (None, dist.world_size()):
-            first, skip = first + 1, 0
-            left_out = min(self.shuffle_batches * (first), steps) - done
+            left_out = min(self.shuffle_batches * (first + 1), steps) - done
             if dist.rank() == 0:
                 warnings.warn(
                     f"the run resumed on {dist.world_size()} processes mid-way through a shuffle group written "
                     f"on {self._saved_world}: it continues at the next group, leaving out {left_out} steps "
                     "of this epoch",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
+            first, skip = first + 1, 0
         self._saved_world = None
-        groups = _Groups(self, epoch, first, skip)
-        source: Any = groups
-        if self.num_workers:
-            source = torch.utils.data.DataLoader(groups, batch_size=None, num_workers=self.num_workers)
+        return first, skip
+
+    def __iter__(self) -> Iterator[MultimodalBatch]:
+        steps = len(self)
+        epoch, done = self.epoch, self._skip
+        self._skip = 0
+        first, skip = self._first_group(done, steps)
+        n_groups = -(-steps // self.shuffle_batches)
+        self._keys.keys = [(epoch, j, skip if j == first else 0) for j in range(first, n_groups)]
+        source: Any
+        if self.num_workers == 0:
+            reader = _GroupReader(self, steps)
+            source = (reader[key] for key in self._keys)
+        else:
+            if self._workers is None:  # after the processes started: the reader takes this rank and W
+                self._workers = torch.utils.data.DataLoader(
+                    _GroupReader(self, steps),
+                    batch_size=None,
+                    sampler=self._keys,  # type: ignore[arg-type]
+                    num_workers=self.num_workers,
+                    persistent_workers=True,
+                )
+            source = self._workers
         self._yielded = first * self.shuffle_batches + skip
         for group in source:
             for batch in group:
