@@ -137,6 +137,7 @@ def bench_dist_memory(b_local: int, worlds: tuple[int, ...], dim: int, device: s
         "ranks": points,
         "b_local": b_local,
         "dim": dim,
+        "device": dev.type,
         "rows_fit": rows_fit,
         "whole_fit": whole_fit,
     }
