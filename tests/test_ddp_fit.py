@@ -17,11 +17,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from commlearn.config import ConfigError, RunConfig, load_config
 from commlearn.train import fit, read_checkpoint
@@ -153,3 +156,34 @@ def test_resume_with_another_global_batch_stops_in_one_line(runs: dict[str, Any]
     assert "\n" not in message
     assert "global batch of 16 (8 per process × 2)" in message and "pass data.batch_size=16" in message
     assert runs["refusal_wrote_nothing"]
+
+
+class _Trainer:
+    """The two things the BatchNorm decision reads from a Lightning trainer."""
+
+    def __init__(self, world_size: int, device: str) -> None:
+        self.world_size = world_size
+        self.strategy = SimpleNamespace(root_device=torch.device(device))
+
+
+def test_batch_norm_syncs_on_gpus_and_stays_local_on_cpu_with_one_warning() -> None:
+    from commlearn.train import _batch_norm_across_processes
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3))
+
+    gpu = model()
+    _batch_norm_across_processes(gpu, _Trainer(4, "cuda"), 16)  # type: ignore[arg-type]
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in gpu.modules()) == 2
+    assert not any(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d) for m in gpu.modules())
+    cpu = model()
+    with pytest.warns(
+        UserWarning, match=r"no SyncBatchNorm on cpu: the 2 BatchNorm layers normalise each process"
+    ):
+        _batch_norm_across_processes(cpu, _Trainer(2, "cpu"), 16)  # type: ignore[arg-type]
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in cpu.modules())
+    one = model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _batch_norm_across_processes(one, _Trainer(1, "cuda"), 16)  # type: ignore[arg-type]
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in one.modules())
