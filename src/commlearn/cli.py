@@ -211,6 +211,11 @@ def _run_shards(args: argparse.Namespace) -> int:
         "root": str(args.output.resolve()),
         "options": {},
     }
+    if cfg.data.val_fraction > 0 and "val" not in index["splits"]:
+        resolved["data"]["val_fraction"] = 0.0
+        print(
+            "fit.yaml sets data.val_fraction=0: a stream cannot hold out random samples for a validation loss"
+        )
     (args.output / "fit.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     print(f"wrote {args.output}; train on it with: commlearn fit --config {args.output / 'fit.yaml'}")
     return 0
