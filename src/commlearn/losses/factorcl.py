@@ -112,34 +112,41 @@ class PairCritic(nn.Module):
         return _linear(self.out, h, frozen).squeeze(-1)
 
 
-def _check_scores(scores: Tensor, offset: int) -> None:
+def _check_scores(scores: Tensor, offset: int | None) -> int:
+    """The offset of the positives of valid ``scores`` (0 for a square matrix); a one-line ValueError else."""
+    if offset is None:
+        if scores.ndim != 2 or scores.shape[0] != scores.shape[1] or scores.shape[0] < 2:
+            raise ValueError(f"scores must be a square (B, B) matrix with B ≥ 2, got {tuple(scores.shape)}")
+        return 0
     if scores.ndim != 2 or scores.shape[1] < 2 or not 0 <= offset <= scores.shape[1] - scores.shape[0]:
         raise ValueError(
-            f"scores must be (B, B_all) with B_all ≥ 2 and the positives [k, offset + k] inside, got shape "
-            f"{tuple(scores.shape)} and offset {offset}"
+            f"scores must be (B_local, B_global) with B_global ≥ 2 and the positives [k, offset + k] inside, got "
+            f"shape {tuple(scores.shape)} and offset {offset}"
         )
+    return offset
 
 
-def nce_lower_bound(scores: Tensor, offset: int = 0) -> Tensor:
+def nce_lower_bound(scores: Tensor, offset: int | None = None) -> Tensor:
     """InfoNCE bound ``mean_k [s_{k,k} − logsumexp_l s_kl] + log B`` (nats) from critic scores.
 
     Args:
-        scores: (B, B) scores of a batch's pairs, or (B_local, B_global) of this rank's rows against every
-            rank's columns; ``B`` in the bound is the number of columns.
-        offset: the column of row 0's positive (row k's is ``offset + k``): ``rank · B_local``.
+        scores: (B, B) scores of a batch's pairs; with ``offset``, (B_local, B_global) scores of this rank's
+            rows against every rank's columns (``B`` in the bound is the number of columns).
+        offset: the column of row 0's positive (row k's is ``offset + k``): ``rank · B_local``; None: a
+            square matrix, positives on its diagonal.
     """
-    _check_scores(scores, offset)
+    offset = _check_scores(scores, offset)
     return scores.diagonal(offset).mean() - torch.logsumexp(scores, dim=1).mean() + math.log(scores.shape[1])
 
 
-def nce_club_upper_bound(scores: Tensor, offset: int = 0) -> Tensor:
+def nce_club_upper_bound(scores: Tensor, offset: int | None = None) -> Tensor:
     """NCE-CLUB value ``mean_k s_kk − mean_{k≠l} s_kl`` (nats) from the scores of a trained critic.
 
     Args:
-        scores: (B, B), or (B_local, B_global) as in :func:`nce_lower_bound`.
-        offset: the column of row 0's positive.
+        scores: (B, B), or (B_local, B_global) with ``offset``, as in :func:`nce_lower_bound`.
+        offset: the column of row 0's positive; None: a square matrix.
     """
-    _check_scores(scores, offset)
+    offset = _check_scores(scores, offset)
     n_rows, n_cols = scores.shape
     pos = scores.diagonal(offset)
     off_mean = (scores.sum() - pos.sum()) / (n_rows * (n_cols - 1))
