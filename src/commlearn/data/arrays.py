@@ -51,6 +51,10 @@ def _numeric(array: np.ndarray, name: str, root: Path) -> np.ndarray:
     return array
 
 
+def _as_model_dtype(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.is_floating_point() and x.dtype != torch.float32 else x
+
+
 def load_arrays(
     root: str | Path,
     modalities: Sequence[str] | None = None,
@@ -112,7 +116,8 @@ def load_arrays(
         raise ValueError(f"entries {missing} not found in {root}; it has {names}")
     if not chosen:
         raise ValueError(f"no modality entries in {root}")
-    inputs = [torch.from_numpy(np.ascontiguousarray(get(n))) for n in chosen]
+    # float64 (NumPy's default) and float16 modalities become float32, the models' precision
+    inputs = [_as_model_dtype(torch.from_numpy(np.ascontiguousarray(get(n)))) for n in chosen]
     pads: list[torch.Tensor | None] = (
         [None if p is None else torch.from_numpy(get(p).astype(bool)) for p in padding]
         if padding
