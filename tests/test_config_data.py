@@ -179,6 +179,11 @@ def test_every_packaged_preset_is_valid(name: str) -> None:
 
 def test_float64_arrays_train_as_float32(tmp_path: Path) -> None:
     """NumPy's default float64 is the models' float32 once loaded (it used to fail in the first matmul)."""
-    np.savez(tmp_path / "d.npz", a=np.ones((4, 3)), b=np.zeros((4, 2), dtype=np.float16), t=np.arange(8).reshape(4, 2))
+    np.savez(
+        tmp_path / "d.npz",
+        a=np.ones((4, 3)),
+        b=np.zeros((4, 2), dtype=np.float16),
+        t=np.arange(8).reshape(4, 2),
+    )
     ds = load_arrays(tmp_path / "d.npz", ["a", "b", "t"], labels=None)
     assert [x.dtype for x in ds.inputs] == [torch.float32, torch.float32, torch.int64]

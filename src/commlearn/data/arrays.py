@@ -51,6 +51,17 @@ def _numeric(array: np.ndarray, name: str, root: Path) -> np.ndarray:
     return array
 
 
+def _open_npz(root: Path) -> np.lib.npyio.NpzFile:
+    """The ``.npz`` archive at ``root``, or a one-line ValueError."""
+    try:
+        archive = np.load(root, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"cannot read {root}: {e} (expected an .npz archive)") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{root} holds a single array; save one entry per modality with np.savez")
+    return archive
+
+
 def _as_model_dtype(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.is_floating_point() and x.dtype != torch.float32 else x
 
@@ -94,12 +105,7 @@ def load_arrays(
         read = lambda name: _read_array(entries[name])  # noqa: E731
         names = list(entries)
     elif root.is_file():
-        try:
-            archive = np.load(root, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"cannot read {root}: {e} (expected an .npz archive)") from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{root} holds a single array; save one entry per modality with np.savez")
+        archive = _open_npz(root)
         names = list(archive.files)
         read = lambda name: _archive_entry(archive, name, root)  # noqa: E731
     else:
@@ -173,13 +179,7 @@ def read_entry(root: str | Path, name: str) -> np.ndarray:
         return _read_array(path)
     if not root.is_file():
         raise ValueError(f"data path not found: {root}")
-    try:
-        archive = np.load(root, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"cannot read {root}: {e} (expected an .npz archive)") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{root} holds a single array; save one entry per modality with np.savez")
-    with archive:
+    with _open_npz(root) as archive:
         if name not in archive.files:
             raise ValueError(f"entry {name!r} not found in {root}; it has {archive.files}")
         return _archive_entry(archive, name, root)
