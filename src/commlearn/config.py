@@ -368,7 +368,7 @@ def load_config(config: str | Path | None = None, overrides: Sequence[str] = ())
 
     Raises:
         ConfigError: unknown preset, missing or invalid file (the message names the line), unknown keys,
-            values of the wrong type.
+            values of the wrong type or out of range (:func:`check_config`).
     """
     cfg = RunConfig()
     if config is not None:
@@ -384,7 +384,45 @@ def load_config(config: str | Path | None = None, overrides: Sequence[str] = ())
         else:
             merge(cfg, _preset_values(str(config)))
     merge(cfg, parse_overrides(overrides))
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Raise a one-line ConfigError for training settings no run can use (checked before anything is built).
+
+    Raises:
+        ConfigError: names the key, the value and what is expected.
+    """
+    t = cfg.trainer
+    checks = [
+        (t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "≥ 1"),
+        (
+            t.max_steps == -1 or t.max_steps >= 1,
+            "trainer.max_steps",
+            t.max_steps,
+            "≥ 1, or -1 (epochs decide)",
+        ),
+        (t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "≥ 1"),
+        (
+            t.checkpoint_every_n_steps >= 0,
+            "trainer.checkpoint_every_n_steps",
+            t.checkpoint_every_n_steps,
+            "≥ 0 (0: at epoch ends only)",
+        ),
+        (t.num_nodes >= 1, "trainer.num_nodes", t.num_nodes, "≥ 1"),
+        (
+            not isinstance(t.devices, int) or t.devices >= 1 or t.devices == -1,
+            "trainer.devices",
+            t.devices,
+            "'auto', a count ≥ 1, -1 (every device) or a list of device ids",
+        ),
+        (cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "≥ 1"),
+        (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in [0, 1)"),
+    ]
+    for ok, key, value, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from commlearn.config import (
     ConfigError,
     RunConfig,
     TaskInfo,
+    check_config,
     config_differences,
     config_from_dict,
     config_to_dict,
@@ -508,43 +509,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def check_config(cfg: RunConfig) -> None:
-    """Raise a one-line ConfigError for training settings no run can use (checked before anything is built).
-
-    Raises:
-        ConfigError: names the key, the value and what is expected.
-    """
-    t = cfg.trainer
-    checks = [
-        (t.max_epochs >= 1, "trainer.max_epochs", t.max_epochs, "≥ 1"),
-        (
-            t.max_steps == -1 or t.max_steps >= 1,
-            "trainer.max_steps",
-            t.max_steps,
-            "≥ 1, or -1 (epochs decide)",
-        ),
-        (t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "≥ 1"),
-        (
-            t.checkpoint_every_n_steps >= 0,
-            "trainer.checkpoint_every_n_steps",
-            t.checkpoint_every_n_steps,
-            "≥ 0 (0: at epoch ends only)",
-        ),
-        (t.num_nodes >= 1, "trainer.num_nodes", t.num_nodes, "≥ 1"),
-        (
-            not isinstance(t.devices, int) or t.devices >= 1 or t.devices == -1,
-            "trainer.devices",
-            t.devices,
-            "'auto', a count ≥ 1, -1 (every device) or a list of device ids",
-        ),
-        (cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "≥ 1"),
-        (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in [0, 1)"),
-    ]
-    for ok, key, value, expected in checks:
-        if not ok:
-            raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
 
 def _rejected_by_lightning(cfg: RunConfig, error: BaseException) -> ConfigError:
