@@ -727,9 +727,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def _describe(specs: list[ModalitySpec] | list[dict[str, Any]]) -> str:
-    items = [s if isinstance(s, dict) else asdict(s) for s in specs]
-    return ", ".join(f"{s['name']} {s['kind']} {tuple(s['shape'])}" for s in items)
+def _describe(specs: list[ModalitySpec]) -> str:
+    return ", ".join(f"{s.name} {s.kind} {tuple(s.shape)}" for s in specs)
 
 
 def check_specs(extra: dict[str, Any], specs: list[ModalitySpec], checkpoint: Path) -> None:
