@@ -96,6 +96,29 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights(
     _assert_same_weights(_weights(run), uninterrupted["steps"])
 
 
+def test_scheduled_run_killed_mid_epoch_resumes_to_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With warm-up and a cosine schedule too (the schedule's length must not make Lightning build the loader
+    before the checkpoint restores its position: the resumed run would restart its epoch)."""
+    schedule = ("trainer.checkpoint_every_n_steps=5", "method.warmup_epochs=1", "method.scheduler=cosine")
+    fit(_config(tmp_path / "whole", *schedule))
+    run = tmp_path / "run"
+    step = BaseMethod.training_step
+
+    def dies(self: BaseMethod, batch: object, batch_idx: int) -> torch.Tensor:
+        if self.trainer.global_step == 13:
+            raise _Killed
+        return step(self, batch, batch_idx)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BaseMethod, "training_step", dies)
+    with pytest.raises(_Killed):
+        fit(_config(run, *schedule))
+    monkeypatch.setattr(BaseMethod, "training_step", step)
+    fit(_config(run, *schedule))
+    _assert_same_weights(_weights(run), _weights(tmp_path / "whole"))
+
+
 @pytest.mark.parametrize("mode", ["steps", "epochs"])
 def test_run_stopped_by_max_steps_mid_epoch_continues_that_epoch(
     tmp_path: Path, uninterrupted: dict[str, dict[str, torch.Tensor]], mode: str

@@ -690,6 +690,7 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
         if val_set is None
         else BatchLoader(on_device(val_set, device), min(cfg.data.batch_size, len(val_set)), shuffle=False)
     )
+    method.epoch_length = train_loader.__len__  # the schedule's length (read after the processes joined)
     if trainer.is_global_zero:  # the other processes read the folder (run_state) but never write it
         if state == "restart":
             _clear_run(out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -87,6 +87,8 @@ class BaseMethod(L.LightningModule):
         self.augment = augment
         self.optim = optim if optim is not None else OptimConfig()
         self.checkpoint_extra: dict[str, Any] | None = None  # plain data saved in checkpoints (train.py)
+        # optimizer steps per epoch of this process, read once the processes joined (set by train.fit)
+        self.epoch_length: Callable[[], int] | None = None
 
     @classmethod
     def from_config(cls, ctx: BuildContext, **options: Any) -> BaseMethod:
@@ -214,6 +216,23 @@ class BaseMethod(L.LightningModule):
         if loader is not None and hasattr(loader, "set_epoch"):
             loader.set_epoch(self.current_epoch)
 
+    def _schedule_length(self) -> tuple[int, int]:
+        """(optimizer steps per epoch, total steps) of the run the learning-rate schedule spans.
+
+        :func:`commlearn.train.fit` sets ``epoch_length`` to its loader's length; Lightning's
+        ``estimated_stepping_batches`` (the fallback for a method trained by a user's own Trainer) builds the
+        train loader before a resumed run restores the loader's position, so that run would restart its epoch.
+        """
+        trainer = self.trainer
+        if self.epoch_length is None:
+            total = max(1, int(trainer.estimated_stepping_batches))
+            return max(1, total // max(1, trainer.max_epochs or 1)), total
+        per_epoch = max(1, self.epoch_length())
+        total = per_epoch * max(1, trainer.max_epochs or 1)
+        if trainer.max_steps != -1:
+            total = min(total, trainer.max_steps)
+        return per_epoch, max(1, total)
+
     def configure_optimizers(self) -> Any:
         decay: list[nn.Parameter] = []
         no_decay: list[nn.Parameter] = []
@@ -231,8 +250,7 @@ class BaseMethod(L.LightningModule):
         )
         if self.optim.scheduler == "none" and self.optim.warmup_epochs == 0:
             return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        steps_per_epoch, total = self._schedule_length()
         warmup = self.optim.warmup_epochs * steps_per_epoch
         cosine = self.optim.scheduler == "cosine"
 
