@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
+from bench_data import bench_data
 from bench_dist import bench_dist_memory, plot_dist_memory
 from bench_parts import bench_augment, bench_fusion, bench_probe_round, bench_render, paper_fusion_geometry
 from bench_step import bench_scaling, bench_step, plot_scaling
 from commlearn.speed import keep_freed_memory
 from common import BENCH_DIR, Bench, run_suite, write_json, write_markdown
 
-GROUPS = ("render", "augment", "fusion", "step", "probe", "scaling", "dist")
+GROUPS = ("render", "augment", "fusion", "step", "data", "probe", "scaling", "dist")
 #: Groups a run without ``--only`` leaves out (slow, or measuring something else than the CPU targets).
 OPTIONAL_GROUPS = ("dist",)
 
@@ -38,6 +39,7 @@ class Plan:
     fusion_batch: int  # rows: CoMM fuses both views, 2 × the batch size
     step_paper: tuple[int, int]  # (warm-up, measured) steps
     step_cpu: tuple[int, int]
+    data_steps: tuple[int, int]  # (warm-up, measured) steps of each of the disk and memory runs
     probe_round: tuple[str, tuple[str, ...]]  # (preset, overrides)
     scaling_batches: tuple[int, ...]
     scaling_modalities: tuple[int, ...]
@@ -49,13 +51,13 @@ class Plan:
 
 FULL = Plan(
     render_fast=256, render_repeats=5, full_split=True, augment_batch=64, repeats=3, fusion_batch=128,
-    step_paper=(1, 3), step_cpu=(2, 10), probe_round=("paper", ()), scaling_batches=(32, 64, 128, 256, 512),
-    scaling_modalities=(2, 3, 4, 5, 6), scaling_steps=(1, 3), timeout_s=420.0,
+    step_paper=(1, 3), step_cpu=(2, 10), data_steps=(1, 3), probe_round=("paper", ()),
+    scaling_batches=(32, 64, 128, 256, 512), scaling_modalities=(2, 3, 4, 5, 6), scaling_steps=(1, 3), timeout_s=420.0,
     dist_b_local=128, dist_worlds=(1, 2, 4, 8, 16),
 )  # fmt: skip
 QUICK = Plan(
     render_fast=32, render_repeats=1, full_split=False, augment_batch=8, repeats=1, fusion_batch=16,
-    step_paper=(1, 1), step_cpu=(1, 2),
+    step_paper=(1, 1), step_cpu=(1, 2), data_steps=(1, 1),
     probe_round=("cpu", ("data.options.n_probe_train_pairs=600", "data.options.n_probe_test_pairs=300")),
     scaling_batches=(16, 32, 64), scaling_modalities=(2, 3, 4), scaling_steps=(1, 1), timeout_s=150.0,
     dist_b_local=32, dist_worlds=(1, 2, 4, 8),
@@ -81,6 +83,7 @@ def benchmarks(plan: Plan, quick: bool, threads: int | None) -> dict[str, list[B
             ("step_paper", lambda: bench_step("paper", quick, *plan.step_paper, plan.timeout_s, threads)),
             ("step_cpu", lambda: bench_step("cpu", quick, *plan.step_cpu, plan.timeout_s, threads)),
         ],
+        "data": [("data_disk_images", lambda: bench_data(quick, *plan.data_steps, plan.timeout_s, threads))],
         "probe": [(f"probe_round_{preset}", lambda: bench_probe_round(preset, overrides, judged=not quick))],
         "scaling": [
             ("scaling_batch", lambda: bench_scaling("batch", plan.scaling_batches, *scaling_args)),

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import Tensor
 
 from commlearn import dist
 from commlearn.data.base import MultimodalBatch, MultimodalDataset
+from commlearn.data.files import DataFileError
 
 
 @runtime_checkable
@@ -37,12 +39,19 @@ class BatchLoader:
     epoch being iterated, how many batches it has handed out and the global batch; after
     :meth:`load_state_dict` the next iteration continues that epoch's permutation from the following batch.
 
+    With ``num_workers`` > 0, ``get_batch`` runs in that many DataLoader worker processes (kept from one epoch
+    to the next), each handed whole index batches in turn: for data sets that read and decode files per
+    batch (:class:`~commlearn.data.images.FileImageDataset`). The batches and their order are those of
+    ``num_workers=0``, so resuming stays exact. A :class:`~commlearn.data.files.DataFileError` raised in a
+    worker is raised again here with its own one-line message.
+
     Args:
-        dataset: a batch-indexed data set.
+        dataset: a batch-indexed data set (picklable when ``num_workers`` > 0).
         batch_size: samples per batch (per rank).
         shuffle: draw a new permutation each epoch (seeded by ``seed`` and the epoch number).
         drop_last: drop the last incomplete batch (contrastive training: yes, so every batch has B samples).
         seed: base seed of the permutations.
+        num_workers: worker processes that call ``get_batch`` (0: this process).
     """
 
     def __init__(
@@ -52,14 +61,20 @@ class BatchLoader:
         shuffle: bool = True,
         drop_last: bool = True,
         seed: int = 0,
+        num_workers: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be ≥ 0, got {num_workers}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = seed
+        self.num_workers = num_workers
+        self._index = _IndexBatches()
+        self._workers: torch.utils.data.DataLoader[Any] | None = None  # made at the first iteration
         self.epoch = 0
         self._yielded = 0  # batches of epoch `self.epoch` handed out by the current iteration
         self._skip = 0  # batches of epoch `self.epoch` the next iteration leaves out (set by load_state_dict)
@@ -118,21 +133,82 @@ class BatchLoader:
         self._check_size()
         return self._n_global_batches() // dist.world_size()
 
-    def __iter__(self) -> Iterator[MultimodalBatch]:
-        self._check_size()
+    def index_batches(self, epoch: int, skip: int = 0) -> list[Tensor]:
+        """This rank's index batches (B,) int64 of epoch ``epoch``, from its batch ``skip`` on."""
         n = len(self.dataset)
-        epoch, skip = self.epoch, self._skip
-        self._skip = 0
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        r, w = dist.rank(), dist.world_size()
+        r, w, b = dist.rank(), dist.world_size(), self.batch_size
+        return [order[k * b : (k + 1) * b] for k in range(r + skip * w, self._n_global_batches(), w)]
+
+    def _batches(self, indices: list[Tensor]) -> Iterator[MultimodalBatch]:
+        """The batches of ``indices``, read here or by the workers."""
+        if self.num_workers == 0:
+            return (self.dataset.get_batch(index) for index in indices)
+        self._index.batches = indices
+        if self._workers is None:
+            self._workers = torch.utils.data.DataLoader(
+                _WorkerReader(self.dataset),
+                batch_size=None,
+                sampler=self._index,  # type: ignore[arg-type]
+                num_workers=self.num_workers,
+                persistent_workers=True,
+                # its own generator: the workers' base seed must not be drawn from the global one, which a
+                # resumed run restores before its first iteration (the augmentations would shift by a draw)
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+        return (_raise_worker_error(batch) for batch in self._workers)
+
+    def __iter__(self) -> Iterator[MultimodalBatch]:
+        self._check_size()
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
         self._yielded = skip
-        for k in range(r + skip * w, self._n_global_batches(), w):
-            batch = self.dataset.get_batch(order[k * self.batch_size : (k + 1) * self.batch_size])
+        for batch in self._batches(self.index_batches(epoch, skip)):
             self._yielded += 1
             yield batch
         self.epoch = epoch + 1
         self._yielded = 0
+
+
+class _IndexBatches:
+    """The index batches of the epoch a :class:`BatchLoader` with workers is iterating (its sampler)."""
+
+    def __init__(self) -> None:
+        self.batches: list[Tensor] = []
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _WorkerError:
+    """A one-line data error met in a worker, carried to the training process as a value."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _WorkerReader(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """``get_batch`` of an index batch, in a DataLoader worker."""
+
+    def __init__(self, dataset: MultimodalDataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+    def __getitem__(self, index: Tensor) -> MultimodalBatch | _WorkerError:
+        try:
+            return self.dataset.get_batch(index)
+        except DataFileError as e:  # a worker's traceback would bury the one line that names the file
+            return _WorkerError(str(e))
+
+
+def _raise_worker_error(batch: MultimodalBatch | _WorkerError) -> MultimodalBatch:
+    if isinstance(batch, _WorkerError):
+        raise DataFileError(batch.message)
+    return batch

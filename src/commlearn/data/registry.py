@@ -4,8 +4,9 @@ A builder takes ``(root, seed, **options)``; its keyword arguments are the data 
 ``data.options``), so they and their defaults are written once, there. It returns a :class:`DataSplits` (or a
 single data set, used for everything).
 
-Published data sets (``mosi``, ``mosei``, ``ur-funny``, ``mustard``, ``mimic``, ``vision-touch``, ``mm-imdb``)
-are read from the files ``data.root`` names, with their published split; nothing is downloaded.
+Published data sets (``mosi``, ``mosei``, ``ur-funny``, ``mustard``, ``mimic``, ``vision-touch``, ``mm-imdb``,
+``mm-imdb-raw``, ``hateful-memes``) are read from the files ``data.root`` names, with their published split;
+nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -154,6 +155,52 @@ def _mmimdb(
     return load_mmimdb_hdf5(root, modalities, split_sizes or MMIMDB_SPLIT_SIZES, standardize)
 
 
+def _mmimdb_raw(
+    root: str | None,
+    seed: int,
+    modalities: list[str] | None = None,
+    image_size: int = 128,
+    max_length: int = 128,
+    vocab_size: int = 20_000,
+    min_count: int = 2,
+    tokenizer: str | None = None,
+    num_workers: int = 2,
+) -> DataSplits:
+    """MM-IMDb's JSON + JPEG release (``root``: the folder of ``split.json`` and ``dataset/``): ``modalities``
+    among image (the poster, decoded per batch at ``image_size`` px by ``num_workers`` DataLoader workers) and
+    text (the plot as ``max_length`` token ids of a word vocabulary of ``vocab_size`` ids built from the train
+    plots, words seen ``min_count`` times; or of the local Hugging Face ``tokenizer``). A separate name from
+    ``mm-imdb`` (the hdf5 features): the two releases share no option."""
+    from commlearn.data.mmimdb import load_mmimdb_raw
+
+    return load_mmimdb_raw(
+        root, modalities, image_size, max_length, vocab_size, min_count, tokenizer, num_workers
+    )
+
+
+def _hateful_memes(
+    root: str | None,
+    seed: int,
+    modalities: list[str] | None = None,
+    image_size: int = 128,
+    max_length: int = 64,
+    vocab_size: int = 10_000,
+    min_count: int = 1,
+    tokenizer: str | None = None,
+    num_workers: int = 2,
+    val_file: str = "dev_seen.jsonl",
+    test_file: str = "test_seen.jsonl",
+) -> DataSplits:
+    """Hateful Memes (``root``: the folder of ``img/`` and the ``.jsonl`` files): options as ``mm-imdb-raw``'s,
+    and ``val_file``/``test_file``, the validation and test files (default: the ``*_seen`` ones)."""
+    from commlearn.data.hateful_memes import load_hateful_memes
+
+    return load_hateful_memes(
+        root, modalities, image_size, max_length, vocab_size, min_count, tokenizer, num_workers, val_file,
+        test_file,
+    )  # fmt: skip
+
+
 def _shards(root: str | None, seed: int, num_workers: int = 2, shuffle_batches: int = 16) -> DataSplits:
     """WebDataset tar shards written by ``commlearn shards`` (``root``: their folder), streamed while training:
     ``num_workers`` DataLoader workers per process read them; each epoch visits the shards in a new order and
@@ -173,6 +220,8 @@ DATASETS: dict[str, DatasetBuilder] = {
     "mimic": _mimic,
     "vision-touch": _vision_touch,
     "mm-imdb": _mmimdb,
+    "mm-imdb-raw": _mmimdb_raw,
+    "hateful-memes": _hateful_memes,
     "shards": _shards,
 }
 

@@ -383,6 +383,21 @@ def _f1_per_label(pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp)), y.sum(0)
 
 
+def _auroc(score: Tensor, y: Tensor) -> float | None:
+    """Area under the ROC curve (%) of scores (N,) for labels (N,) in {0, 1}, tied scores counting one half
+    (the Mann-Whitney U statistic); None unless both classes are present."""
+    pos, neg = int((y == 1).sum()), int((y == 0).sum())
+    if pos == 0 or neg == 0:
+        return None
+    values, inverse = torch.unique(score.double(), return_inverse=True)
+    first = torch.zeros(values.numel() + 1, dtype=torch.float64, device=score.device)
+    counts = torch.bincount(inverse, minlength=values.numel()).double()
+    first[1:] = counts.cumsum(0)  # rank of each distinct score: the mean of its 1-based positions
+    ranks = ((first[:-1] + 1 + first[1:]) / 2)[inverse]
+    u = float(ranks[y == 1].sum()) - pos * (pos + 1) / 2
+    return 100.0 * u / (pos * neg)
+
+
 def _score_multiclass(z: Tensor, y: Tensor, binary: bool, n_classes: int, balanced: bool = False) -> _Scores:
     """Validation balanced accuracy, its SE and the (class-balanced if ``balanced``) log-loss of logits (N, M)."""
     weight = _balanced_weights(y, n_classes) if balanced else None
@@ -522,7 +537,8 @@ def probe_classification(
 
     Returns:
         ``ProbeResult`` with ``metric="balanced_accuracy"`` (mean per-class recall over the classes
-        present in ``test_y``, %, chance = 100/K), ``extra={"accuracy": %}`` and the chosen ``C``.
+        present in ``test_y``, %, chance = 100/K), ``extra={"accuracy": %}`` (and ``"auroc"``, %, for two
+        classes both present in ``test_y``) and the chosen ``C``.
 
     Raises:
         ValueError: on non-2-d or non-finite features, mismatched lengths, non-integer labels or fewer than
@@ -549,7 +565,11 @@ def probe_classification(
     pred = (z[:, 0] > 0).long() if k == 2 else z.argmax(1)
     bal, _ = _balanced_accuracy(pred, yte, n_all)
     acc = float((pred == yte).double().mean())
-    return ProbeResult("balanced_accuracy", 100.0 * bal, {"accuracy": 100.0 * acc}, "C", (float(c[0]),))
+    extra = {"accuracy": 100.0 * acc}
+    auroc = _auroc(z[:, 0], yte) if k == 2 else None
+    if auroc is not None:
+        extra["auroc"] = auroc
+    return ProbeResult("balanced_accuracy", 100.0 * bal, extra, "C", (float(c[0]),))
 
 
 def _logistic_protocol(
