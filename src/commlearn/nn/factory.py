@@ -20,6 +20,7 @@ from commlearn.nn.encoders import (
 )
 from commlearn.nn.fusion import MMFusion
 from commlearn.nn.heads import ProjectionHead
+from commlearn.nn.pretrained import build_pretrained_encoder, check_pretrained
 
 
 def _choice(value: str, allowed: Sequence[str], what: str) -> str:
@@ -29,7 +30,9 @@ def _choice(value: str, allowed: Sequence[str], what: str) -> str:
 
 
 def build_encoder(spec: ModalitySpec, cfg: ModelConfig) -> nn.Module:
-    """The default encoder of a modality kind (see :class:`ModelConfig`)."""
+    """A modality's encoder: its ``model.pretrained`` entry's, else its kind's default (see :class:`ModelConfig`)."""
+    if spec.name in cfg.pretrained:
+        return build_pretrained_encoder(spec, cfg.pretrained[spec.name])
     if spec.kind == "image":
         kind = _choice(cfg.image_encoder, ("cnn", "alexnet"), "image_encoder")
         if kind == "alexnet":
@@ -77,7 +80,8 @@ def build_adapter(spec: ModalitySpec, encoder: nn.Module, cfg: ModelConfig) -> n
 
 
 def build_encoders(specs: Sequence[ModalitySpec], cfg: ModelConfig) -> list[nn.Module]:
-    """One default encoder per modality."""
+    """One encoder per modality (``model.pretrained`` entries must name modalities of ``specs``)."""
+    check_pretrained(cfg.pretrained, specs)
     return [build_encoder(s, cfg) for s in specs]
 
 
