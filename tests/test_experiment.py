@@ -42,6 +42,10 @@ def test_tiny_experiment_end_to_end_and_its_checkpoints_probe_the_same(
     assert json.loads((out / "results.json").read_text()) == results
     assert (out / "rus.png").stat().st_size > 10_000
     assert "| CoMM |" in (out / "table.md").read_text()
+    # the width of the features each method's probes read: CoMM's fused Z, Cross's concatenated encoders
+    widths = json.loads((out / "run.json").read_text())["feature_widths"]
+    assert set(widths) == set(results) and all(w > 0 for w in widths.values())
+    assert f"| CoMM | {results['comm']['R']:.1f} |" in (out / "table.md").read_text()
     # each method pre-trained twice (unbiased for R/U, biased for S); `commlearn probe` on either checkpoint
     # rebuilds the data the experiment probed and gives the experiment's scores
     for name in results:
@@ -75,16 +79,19 @@ def test_fit_with_the_preset_trains_what_the_experiment_trains(tmp_path: Path) -
 
 def test_table_names_the_source_of_every_reference_number() -> None:
     scores = {"R": 1.0, "U1": 2.0, "U2": 3.0, "S": 4.0}
-    table = format_table({"comm": scores, "infmasking": scores, "simclr": scores})
+    table = format_table(
+        {"comm": scores, "infmasking": scores, "simclr": scores}, {"comm": 128, "simclr": 256}
+    )
+    assert table.startswith("| method | R | U1 | U2 | S | probed width | published R | published U |")
     assert (
-        "| CoMM | 1.0 | 2.0 | 3.0 | 4.0 | 99.9 | 87.8 | 71.9 | CoMM paper (Dufumier et al., ICLR 2025), Fig. 3 |"
-        in table
+        "| CoMM | 1.0 | 2.0 | 3.0 | 4.0 | 128 | 99.9 | 87.8 | 71.9 | CoMM paper (Dufumier et al., ICLR 2025), "
+        "Fig. 3 |" in table
     )
     assert (
-        "| InfMasking | 1.0 | 2.0 | 3.0 | 4.0 | 99.9 | 90.6 | 77.0 | InfMasking paper (Wen et al., NeurIPS 2025) |"
-        in table
+        "| InfMasking | 1.0 | 2.0 | 3.0 | 4.0 | – | 99.9 | 90.6 | 77.0 | InfMasking paper (Wen et al., "
+        "NeurIPS 2025) |" in table
     )
-    assert "| simclr | 1.0 | 2.0 | 3.0 | 4.0 | – | – | – | – |" in table
+    assert "| simclr | 1.0 | 2.0 | 3.0 | 4.0 | 256 | – | – | – | – |" in table
 
 
 def test_infmasking_runs_in_the_experiment(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def _modalities(text: str | None) -> list[int] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from commlearn.experiments.trifeature import add_arguments
+    from commlearn.experiments import benchmark, trifeature
 
     p = argparse.ArgumentParser(prog="commlearn", description="CoMM: contrastive multimodal learning")
     p.add_argument("--debug", action="store_true", help="show the traceback of every error, not one line")
@@ -76,7 +76,12 @@ def _parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiment", help="run a packaged experiment")
     exp_sub = exp.add_subparsers(dest="experiment", required=True)
-    add_arguments(exp_sub.add_parser("trifeature", help="the bimodal Trifeature R/U/S experiment"))
+    trifeature.add_arguments(exp_sub.add_parser("trifeature", help="the bimodal Trifeature R/U/S experiment"))
+    benchmark.add_arguments(
+        exp_sub.add_parser(
+            "benchmark", help="methods on a real data set's published split, beside the published numbers"
+        )
+    )
     return p
 
 
@@ -102,44 +107,17 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
-    import torch
-
-    from commlearn.data.base import MultimodalDataset
-    from commlearn.data.registry import Subset
-    from commlearn.eval import extract_features, probe_tasks
+    from commlearn.experiments.report import probe_sets, probe_splits
     from commlearn.train import load_run
 
     method, cfg, data = load_run(args.checkpoint, args.overrides)
     modalities = _modalities(args.modalities)
-    probe_train: MultimodalDataset = data.probe_train or data.train
-    test_set: MultimodalDataset
-    if data.test is None:
-        if not 0.0 < args.test_fraction < 1.0:
-            raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
-        order = torch.randperm(len(probe_train), generator=torch.Generator().manual_seed(cfg.trainer.seed))
-        n_test = max(1, int(round(args.test_fraction * len(probe_train))))
-        test_set, probe_train = Subset(probe_train, order[:n_test]), Subset(probe_train, order[n_test:])
-    else:
-        test_set = data.test
+    probe_train, test_set = probe_sets(data, cfg.trainer.seed, args.test_fraction)
     if args.interactions:
         return _interactions(method, probe_train, test_set, cfg.trainer.seed, args)
-    train_x, train_y = extract_features(method, probe_train, modalities=modalities)
-    test_x, test_y = extract_features(method, test_set, modalities=modalities)
-    val_rows = None
-    if data.val is not None:  # a published validation split chooses the probes' L2 strength
-        val_x, val_y = extract_features(method, data.val, modalities=modalities)
-        if train_y is not None and val_y is not None:
-            train_x, train_y, val_rows = torch.cat([train_x, val_x]), torch.cat([train_y, val_y]), len(val_x)
-    if train_y is None or test_y is None:
-        raise ValueError(
-            f"the data set {cfg.data.name!r} has no labels to probe: add a labels entry "
-            "(data.options.labels names it for data.name=arrays)"
-        )
-    lab_tr = train_y if train_y.ndim == 2 else train_y[:, None]
-    lab_te = test_y if test_y.ndim == 2 else test_y[:, None]
-    names, task_type = probe_train.task_names, probe_train.task_type
-    results = probe_tasks(
-        train_x, lab_tr, test_x, lab_te, names, task_type, seed=cfg.trainer.seed, val_rows=val_rows
+    # a published validation split chooses the probes' L2 strength
+    results, _width = probe_splits(
+        method, probe_train, test_set, data.val, cfg.trainer.seed, modalities, cfg.data.name
     )
     for name, r in results.items():
         print(f"{name:>10}: {r.metric} = {r.score:.2f}")
@@ -222,9 +200,10 @@ def _run_shards(args: argparse.Namespace) -> int:
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
-    from commlearn.experiments.trifeature import run_from_args
+    from commlearn.experiments import benchmark, trifeature
 
-    run_from_args(args)
+    experiments = {"trifeature": trifeature.run_from_args, "benchmark": benchmark.run_from_args}
+    experiments[args.experiment](args)
     return 0
 
 

@@ -65,6 +65,16 @@ class ModelConfig:
         vector_dim: width of the vector MLP.
         vocab_size: token-id vocabulary (``"tokens"`` modalities).
         unimodal_pool: how unimodal baselines pool feature maps / sequences: ``"flatten"`` or ``"mean"``.
+        pretrained: pre-trained encoders read from local files (never downloaded), keyed by modality name
+            (image or token-id modalities); the others keep the default encoder of their kind. Each entry:
+            ``library`` (``"hf"``: Hugging Face ``transformers``, or ``"open_clip"``), ``path`` (``hf``: a
+            ``save_pretrained`` folder or a model id in the local cache; ``open_clip``: a weights file with
+            ``name``, the architecture, e.g. ``"ViT-B-32"``, or a local model folder), ``freeze`` (default
+            true: fixed weights, eval mode, no optimiser state), ``features`` (``"tokens"``, default: per-token
+            outputs (B, T, D) into a sequence adapter; ``"pooled"``: one vector (B, D)), and optionally
+            ``image_size`` (pixels) and ``mean``/``std`` (per channel, pixels in [0, 1]) to override the
+            model's own preprocessing. Example: ``{image: {library: hf, path: /models/clip-vit-b32}}``.
+            Checked by ``commlearn.nn.pretrained.PretrainedEncoderConfig``.
     """
 
     embed_dim: int = 128
@@ -83,6 +93,7 @@ class ModelConfig:
     vector_dim: int = 256
     vocab_size: int = 30522
     unimodal_pool: str = "flatten"
+    pretrained: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,6 +202,22 @@ class TrainerConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """YAML section ``experiment.finetune``: the recipe of the fine-tuned rows of ``commlearn experiment
+    benchmark --finetune`` — the ``supervised`` method, its encoder initialised from the CoMM run's checkpoint,
+    trained on the labels; every setting not named here (batch, weight decay, schedule, augmentations) is the
+    preset's.
+
+    Attributes:
+        max_epochs: fine-tuning epochs.
+        lr: AdamW learning rate.
+    """
+
+    max_epochs: int = 100
+    lr: float = 1e-4
+
+
+@dataclass
 class ExperimentConfig:
     """YAML section ``experiment``: read by ``commlearn experiment`` only (``fit`` ignores it).
 
@@ -199,11 +226,13 @@ class ExperimentConfig:
         method_options: per method name, its ``method.options`` in this preset (e.g. a smaller critic).
         variants: named variants of a method that an experiment can run beside it, each
             ``{"method": <name>, "options": {...}}`` (e.g. CoMM with only some of its loss terms).
+        finetune: the fine-tuning recipe of ``commlearn experiment benchmark --finetune``.
     """
 
     methods: list[str] = field(default_factory=lambda: ["comm", "cross", "cross_self"])
     method_options: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 @dataclass

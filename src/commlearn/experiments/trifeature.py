@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from commlearn.config import ConfigError, RunConfig, load_config, preset_names
+from commlearn.experiments import report
+from commlearn.experiments.report import LABELS, resolve_method
 
 TASKS = ("R", "U1", "U2", "S")
 REGIMES = {"unbiased": ("R", "U1", "U2"), "biased": ("S",)}
@@ -34,15 +36,6 @@ REFERENCES: dict[str, tuple[dict[str, float], str]] = {
     "comm": ({"R": 99.9, "U": 87.8, "S": 71.9}, _COMM_PAPER),
     "infmasking": ({"R": 99.9, "U": 90.6, "S": 77.0}, "InfMasking paper (Wen et al., NeurIPS 2025)"),
 }
-LABELS = {
-    "comm": "CoMM",
-    "comm_full_only": "CoMM (L only)",
-    "comm_masked_only": "CoMM (ΣL_i only)",
-    "cross": "Cross",
-    "cross_self": "Cross+Self",
-    "factorcl": "FactorCL",
-    "infmasking": "InfMasking",
-}
 
 
 def preset_config(preset: str) -> str:
@@ -52,27 +45,6 @@ def preset_config(preset: str) -> str:
     if name.removeprefix("trifeature-") not in choices:
         raise ValueError(f"unknown preset {preset!r}; choose one of {choices}")
     return name
-
-
-def resolve_method(cfg: RunConfig, name: str) -> tuple[str, dict[str, Any]]:
-    """The registered method and its options that experiment entry ``name`` stands for: a method with its
-    ``experiment.method_options``, or a variant of ``experiment.variants`` (its method, its options on top).
-
-    Raises:
-        ConfigError: neither a registered method nor a variant of the preset.
-    """
-    from commlearn.method_names import METHOD_NAMES as METHODS  # no torch: names are checked before training
-
-    variant = cfg.experiment.variants.get(name)
-    if variant is not None:
-        method = variant.get("method") if isinstance(variant, dict) else None
-        if method not in METHODS:
-            raise ConfigError(f"experiment.variants.{name} must name a method of {sorted(METHODS)}")
-        return method, {**cfg.experiment.method_options.get(method, {}), **variant.get("options", {})}
-    if name not in METHODS:
-        choices = sorted(METHODS) + sorted(cfg.experiment.variants)
-        raise ConfigError(f"unknown method {name!r}; choose one of {choices}")
-    return name, dict(cfg.experiment.method_options.get(name, {}))
 
 
 def run_config(
@@ -89,11 +61,11 @@ def run_config(
     return cfg
 
 
-def pretrain_and_probe(cfg: RunConfig, tasks: Sequence[str]) -> dict[str, float]:
+def pretrain_and_probe(cfg: RunConfig, tasks: Sequence[str]) -> tuple[dict[str, float], int]:
     """``fit(cfg)`` (resumed or reused when its run folder holds it), then probe ``tasks`` (of R, U1, U2, S).
 
     Returns:
-        ``{task: balanced accuracy in %}``.
+        ``({task: balanced accuracy in %}, width D of the probed features (N, D))``.
     """
     from commlearn.eval import extract_features, probe_tasks
     from commlearn.train import fit
@@ -109,7 +81,7 @@ def pretrain_and_probe(cfg: RunConfig, tasks: Sequence[str]) -> dict[str, float]
     scores = probe_tasks(
         train_x, train_y[:, cols], test_x, test_y[:, cols], list(tasks), "multiclass", seed=cfg.trainer.seed
     )
-    return {t: round(float(scores[t].score), 2) for t in tasks}
+    return {t: round(float(scores[t].score), 2) for t in tasks}, int(train_x.shape[1])
 
 
 def run_experiment(
@@ -145,7 +117,9 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     settings = {**_settings(base), **({"curves": points} if points else {})}
-    results, timings = _previous_results(out, settings)
+    results, meta = report.previous_results(out, settings)
+    timings: dict[str, float] = dict(meta.get("seconds_per_method", {}))
+    widths: dict[str, int] = dict(meta.get("feature_widths", {}))
     curve_rows = _previous_curves(out) if results else {}
     steps_per_epoch = int(base.data.options.get("n_pairs", 0)) // base.data.batch_size
     for name in names:
@@ -156,8 +130,13 @@ def run_experiment(
             cfg = run_config(preset, name, regime, out, overrides)
             for epoch in points:  # the same run trained further: each point resumes the previous one
                 cfg.trainer.max_epochs = epoch
-                rows[epoch].update(pretrain_and_probe(cfg, tasks))
-            scores.update(rows[points[-1]] if points else pretrain_and_probe(cfg, tasks))
+                point, widths[name] = pretrain_and_probe(cfg, tasks)
+                rows[epoch].update(point)
+            if points:
+                scores.update(rows[points[-1]])
+            else:
+                last, widths[name] = pretrain_and_probe(cfg, tasks)
+                scores.update(last)
         results[name] = {t: scores[t] for t in TASKS}
         timings[name] = round(time.perf_counter() - t1, 1)
         print(f"[trifeature] {name}: {results[name]} ({timings[name]:.0f} s)")
@@ -165,8 +144,8 @@ def run_experiment(
             curve_rows[name] = [{"epoch": e, **rows[e]} for e in points]
             (out / "curves.json").write_text(json.dumps(curve_rows, indent=2))
             plot_curves(curve_rows, out / "curves.png")
-        _write_outputs(out, results, timings, settings)
-    print(format_table(results))
+        _write_outputs(out, results, timings, settings, widths)
+    print(format_table(results, widths))
     print(f"[trifeature] total {time.perf_counter() - t0:.0f} s; results in {out}")
     return results
 
@@ -221,41 +200,23 @@ def _settings(cfg: RunConfig) -> dict[str, Any]:
     return settings
 
 
-def _previous_results(
-    out: Path, settings: dict[str, Any]
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Results of other methods already in ``out`` from a run with the same settings (kept, not recomputed)."""
-    try:
-        meta = json.loads((out / "run.json").read_text())
-        results = json.loads((out / "results.json").read_text())
-    except (OSError, ValueError):
-        return {}, {}
-    if meta.get("settings") != json.loads(json.dumps(settings)):
-        return {}, {}
-    return results, dict(meta.get("seconds_per_method", {}))
-
-
-def format_table(results: dict[str, dict[str, float]]) -> str:
-    """Markdown table of our accuracies beside the published ones, each with its source."""
-    lines = [
-        "| method | R | U1 | U2 | S | published R | published U | published S | source |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        ref, source = REFERENCES.get(name, ({}, "–"))
-        cells = [f"{r.get(t, float('nan')):.1f}" for t in TASKS]
-        refs = [f"{ref[k]:.1f}" if k in ref else "–" for k in ("R", "U", "S")]
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join([*cells, *refs, source]) + " |")
-    return "\n".join(lines)
+def format_table(results: dict[str, dict[str, float]], widths: dict[str, int] | None = None) -> str:
+    """Markdown table of our accuracies and the width of each method's probed features beside the published
+    accuracies, each with its source."""
+    columns = [(t, t) for t in TASKS]
+    published = [(k, f"published {k}") for k in ("R", "U", "S")]
+    return report.format_table(results, columns, REFERENCES, published, LABELS, widths)
 
 
 def _write_outputs(
-    out: Path, results: dict[str, dict[str, float]], timings: dict[str, float], settings: dict[str, Any]
+    out: Path,
+    results: dict[str, dict[str, float]],
+    timings: dict[str, float],
+    settings: dict[str, Any],
+    widths: dict[str, int],
 ) -> None:
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    meta = {"settings": settings, "seconds_per_method": timings}
-    (out / "run.json").write_text(json.dumps(meta, indent=2))
-    (out / "table.md").write_text(format_table(results) + "\n")
+    meta = {"settings": settings, "seconds_per_method": timings, "feature_widths": widths}
+    report.write_results(out, results, meta, format_table(results, widths))
     plot_rus(results, out / "rus.png")
 
 
