@@ -87,6 +87,11 @@ def test_shard_errors_are_one_line(tmp_path: Path, id_shards: Path) -> None:
         ValueError, match=r"cannot read shard .*train-000001.tar \(.*\): write the shards again$"
     ):
         ShardDataset(broken).get_batch(torch.tensor([8]))
+    streamed = ShardLoader(ShardDataset(broken), 4, num_workers=1)  # met by a worker: still the one line
+    with pytest.raises(
+        ValueError, match=r"^cannot read shard .*train-000001.tar \(.*\): write the shards again$"
+    ):
+        list(streamed)
 
 
 def _epochs(

@@ -9,8 +9,10 @@ from commlearn.data.base import (
     infer_spec,
 )
 from commlearn.data.files import DataFileError
+from commlearn.data.hateful_memes import load_hateful_memes
+from commlearn.data.images import FileImageDataset
 from commlearn.data.loader import BatchLoader
-from commlearn.data.mmimdb import GENRES, load_mmimdb_hdf5
+from commlearn.data.mmimdb import GENRES, load_mmimdb_hdf5, load_mmimdb_raw
 from commlearn.data.multibench import AFFECT_DATASETS, load_affect, load_mimic, mimic_split
 from commlearn.data.splits import DataSplits, take_rows
 from commlearn.data.synthetic import make_synthetic
@@ -33,6 +35,7 @@ __all__ = [
     "BatchLoader",
     "DataFileError",
     "DataSplits",
+    "FileImageDataset",
     "ModalitySpec",
     "MultimodalBatch",
     "MultimodalDataset",
@@ -47,8 +50,10 @@ __all__ = [
     "infer_spec",
     "load_affect",
     "load_arrays",
+    "load_hateful_memes",
     "load_mimic",
     "load_mmimdb_hdf5",
+    "load_mmimdb_raw",
     "load_or_render",
     "load_user_arrays",
     "load_vision_touch",

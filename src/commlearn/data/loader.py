@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -11,6 +11,8 @@ from torch import Tensor
 from commlearn import dist
 from commlearn.data.base import MultimodalBatch, MultimodalDataset
 from commlearn.data.files import DataFileError
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -160,7 +162,7 @@ class BatchLoader:
                 # resumed run restores before its first iteration (the augmentations would shift by a draw)
                 generator=torch.Generator().manual_seed(self.seed),
             )
-        return (_raise_worker_error(batch) for batch in self._workers)
+        return (raise_worker_error(batch) for batch in self._workers)
 
     def __iter__(self) -> Iterator[MultimodalBatch]:
         self._check_size()
@@ -187,8 +189,9 @@ class _IndexBatches:
         return len(self.batches)
 
 
-class _WorkerError:
-    """A one-line data error met in a worker, carried to the training process as a value."""
+class WorkerError:
+    """A one-line data error met in a DataLoader worker, carried to the training process as a value (raised
+    there again by :func:`raise_worker_error`): a worker's traceback would bury the line that names the file."""
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -201,14 +204,15 @@ class _WorkerReader(torch.utils.data.Dataset):  # type: ignore[type-arg]
         super().__init__()
         self.dataset = dataset
 
-    def __getitem__(self, index: Tensor) -> MultimodalBatch | _WorkerError:
+    def __getitem__(self, index: Tensor) -> MultimodalBatch | WorkerError:
         try:
             return self.dataset.get_batch(index)
-        except DataFileError as e:  # a worker's traceback would bury the one line that names the file
-            return _WorkerError(str(e))
+        except DataFileError as e:
+            return WorkerError(str(e))
 
 
-def _raise_worker_error(batch: MultimodalBatch | _WorkerError) -> MultimodalBatch:
-    if isinstance(batch, _WorkerError):
-        raise DataFileError(batch.message)
-    return batch
+def raise_worker_error(item: T | WorkerError) -> T:
+    """``item`` read by a worker, or its :class:`WorkerError` raised as the :class:`DataFileError` it was."""
+    if isinstance(item, WorkerError):
+        raise DataFileError(item.message)
+    return item

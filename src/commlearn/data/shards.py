@@ -34,6 +34,8 @@ from torch import Tensor
 from commlearn import dist
 from commlearn.config import TaskType
 from commlearn.data.base import ModalitySpec, MultimodalBatch, MultimodalDataset
+from commlearn.data.files import DataFileError
+from commlearn.data.loader import WorkerError, raise_worker_error
 from commlearn.data.splits import DataSplits
 
 FORMAT = "commlearn-shards"
@@ -244,15 +246,15 @@ class ShardDataset:
                     offsets[len(keys) - 1, column[rest[:-4]]] = info.offset_data
                     sizes[len(keys) - 1, column[rest[:-4]]] = info.size
         except (OSError, tarfile.TarError) as e:
-            raise ValueError(f"cannot read shard {path} ({e}): write the shards again") from None
+            raise DataFileError(f"cannot read shard {path} ({e}): write the shards again") from None
         if len(keys) != n:
-            raise ValueError(
+            raise DataFileError(
                 f"shard {path} holds {len(keys)} samples, {INDEX} says {n}: write the shards again"
             )
         missing = np.argwhere(offsets < 0)
         if len(missing):
             row, col = missing[0]
-            raise ValueError(f"shard {path}: sample {keys[row]} has no {self.fields[col]}.npy member")
+            raise DataFileError(f"shard {path}: sample {keys[row]} has no {self.fields[col]}.npy member")
         self._tables[shard] = (offsets, sizes)
         return offsets, sizes
 
@@ -268,7 +270,9 @@ class ShardDataset:
                         f.seek(int(offsets[row, k]))
                         out[field].append(np.load(io.BytesIO(f.read(int(sizes[row, k]))), allow_pickle=False))
         except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read a sample of shard {path} ({e}): write the shards again") from None
+            raise DataFileError(
+                f"cannot read a sample of shard {path} ({e}): write the shards again"
+            ) from None
         return out
 
     def _batch(self, parts: dict[str, list[np.ndarray]], order: np.ndarray | None = None) -> MultimodalBatch:
@@ -350,8 +354,13 @@ class _GroupReader(torch.utils.data.Dataset):  # type: ignore[type-arg]
         self.steps = steps
         self.rank, self.world = dist.rank(), dist.world_size()
 
-    def __getitem__(self, key: tuple[int, int, int]) -> list[MultimodalBatch]:
-        epoch, j, skip = key
+    def __getitem__(self, key: tuple[int, int, int]) -> list[MultimodalBatch] | WorkerError:
+        try:
+            return self._group(*key)
+        except DataFileError as e:
+            return WorkerError(str(e))
+
+    def _group(self, epoch: int, j: int, skip: int) -> list[MultimodalBatch]:
         b = self.batch_size
         n_j = min(self.group, self.steps - j * self.group)  # steps in this group
         start = j * self.group * b * self.world + self.rank * n_j * b  # this rank's stretch of the group
@@ -500,11 +509,13 @@ class ShardLoader:
                     sampler=self._keys,  # type: ignore[arg-type]
                     num_workers=self.num_workers,
                     persistent_workers=True,
+                    # not the global generator, which a resumed run restores before its first iteration
+                    generator=torch.Generator().manual_seed(self.seed),
                 )
             source = self._workers
         self._yielded = first * self.shuffle_batches + skip
         for group in source:
-            for batch in group:
+            for batch in raise_worker_error(group):
                 self._yielded += 1
                 yield batch
         self.epoch = epoch + 1
