@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from commlearn.config import ConfigError, RunConfig, config_to_dict, load_config, preset_names
 from commlearn.experiments import report
-from commlearn.experiments.report import LABELS, Reference, resolve_method
+from commlearn.experiments.report import LABELS, Reference, method_list, resolve_method, training_overrides
 
 if TYPE_CHECKING:
     from commlearn.data.base import MultimodalDataset
@@ -349,25 +349,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
     """The ``section.key=value`` overrides the experiment's options stand for."""
-    out: list[str] = []
-    if args.data_root is not None:
-        out.append(f"data.root={args.data_root}")
-    if args.epochs is not None:
-        if args.epochs < 1:
-            raise ValueError(f"--epochs must be ≥ 1, got {args.epochs}")
-        out.append(f"trainer.max_epochs={args.epochs}")
-    if args.seed is not None:
-        out.append(f"trainer.seed={args.seed}")
-    if args.accelerator is not None:
-        out.append(f"trainer.accelerator={args.accelerator}")
-    if args.precision is not None:
-        out.append(f"trainer.precision={args.precision}")
-    return [*out, *args.overrides]
+    out = [] if args.data_root is None else [f"data.root={args.data_root}"]
+    return [*out, *training_overrides(args), *args.overrides]
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Run the benchmark from parsed command-line arguments."""
-    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-    if methods is not None and not methods:
-        raise ValueError("--methods names no method")
-    return run_experiment(args.data, methods, args.output, overrides_from_args(args), args.finetune)
+    return run_experiment(
+        args.data, method_list(args.methods), args.output, overrides_from_args(args), args.finetune
+    )

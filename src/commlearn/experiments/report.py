@@ -40,6 +40,38 @@ LABELS = {
 }
 
 
+def method_list(text: str | None) -> list[str] | None:
+    """``--methods`` of an experiment: comma-separated names, or None for the preset's.
+
+    Raises:
+        ValueError: the option names no method.
+    """
+    if text is None:
+        return None
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise ValueError("--methods names no method")
+    return methods
+
+
+def training_overrides(args: Any) -> list[str]:
+    """The ``trainer.*`` overrides of the options every experiment takes: ``--epochs``, ``--seed``,
+    ``--accelerator``, ``--precision``.
+
+    Raises:
+        ValueError: ``--epochs`` below 1.
+    """
+    out: list[str] = []
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be ≥ 1, got {args.epochs}")
+        out.append(f"trainer.max_epochs={args.epochs}")
+    for flag, key in (("seed", "seed"), ("accelerator", "accelerator"), ("precision", "precision")):
+        if getattr(args, flag) is not None:
+            out.append(f"trainer.{key}={getattr(args, flag)}")
+    return out
+
+
 def resolve_method(cfg: RunConfig, name: str) -> tuple[str, dict[str, Any]]:
     """The registered method and its options that experiment entry ``name`` stands for: a method with its
     ``experiment.method_options``, or a variant of ``experiment.variants`` (its method, its options on top).

@@ -22,7 +22,7 @@ from typing import Any
 
 from commlearn.config import ConfigError, RunConfig, load_config, preset_names
 from commlearn.experiments import report
-from commlearn.experiments.report import LABELS, resolve_method
+from commlearn.experiments.report import LABELS, method_list, resolve_method, training_overrides
 
 TASKS = ("R", "U1", "U2", "S")
 REGIMES = {"unbiased": ("R", "U1", "U2"), "biased": ("S",)}
@@ -268,13 +268,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
     """The ``section.key=value`` overrides the experiment's options stand for."""
-    out: list[str] = []
-    if args.epochs is not None:
-        if args.epochs < 1:
-            raise ValueError(f"--epochs must be ≥ 1, got {args.epochs}")
-        out.append(f"trainer.max_epochs={args.epochs}")
-    if args.seed is not None:
-        out.append(f"trainer.seed={args.seed}")
+    out = training_overrides(args)
     for flag, key in (("share", "share"), ("unique", "unique")):
         if getattr(args, flag) is not None:
             out.append(f"data.options.{key}={getattr(args, flag)}")
@@ -285,18 +279,12 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         out.append(f"data.options.synergy={json.dumps(synergy)}")
     if args.data_dir is not None:
         out.append(f"data.root={args.data_dir}")
-    if args.accelerator is not None:
-        out.append(f"trainer.accelerator={args.accelerator}")
-    if args.precision is not None:
-        out.append(f"trainer.precision={args.precision}")
     return [*out, *args.overrides]
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Run the experiment from parsed command-line arguments."""
-    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-    if methods is not None and not methods:
-        raise ValueError("--methods names no method")
+    methods = method_list(args.methods)
     curves = None
     if args.curves is not None:
         try:
