@@ -105,6 +105,8 @@ def test_probe_and_embed_commands(tmp_path: Path, capsys: pytest.CaptureFixture[
         ),
         (["fit", "method.name=cross", "data.options.kinds=[vector]"], "cross needs at least 2 modalities"),
         (["probe", "--checkpoint", "missing.ckpt"], "checkpoint not found"),
+        (["experiment", "trifeature", "--preset", "tiny", "--methods", " , "], "--methods names no method"),
+        (["experiment", "benchmark", "--data", "mosi", "--epochs", "0"], "--epochs must be ≥ 1, got 0"),
     ],
 )
 def test_cli_errors_are_one_line(
