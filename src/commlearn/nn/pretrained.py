@@ -250,18 +250,8 @@ def _hf_features(out: Any, features: FeatureKind) -> Tensor:
     return out.pooler_output  # type: ignore[no-any-return]
 
 
-class HFImageEncoder(PretrainedEncoder):
-    """A Hugging Face vision model: images (B, C, H, W) → ``last_hidden_state`` (B, T, D) or pooled (B, D).
-
-    For a ViT-like model T = 1 + (S / patch)² (the class token and the patch tokens).
-
-    Args:
-        backbone: a vision model taking ``pixel_values`` (e.g. ``CLIPVisionModel``, ``ViTModel``).
-        out_dim: D.
-        size, mean, std: input side in pixels and per-channel normalisation of [0, 1] pixels.
-        freeze: see :class:`PretrainedEncoder`.
-        features: ``"tokens"`` or ``"pooled"`` (``pooler_output``).
-    """
+class _PretrainedImageEncoder(PretrainedEncoder):
+    """A pre-trained image model with its pixel preprocessing (:class:`_ImageInput`) and its output kind."""
 
     def __init__(
         self,
@@ -276,6 +266,20 @@ class HFImageEncoder(PretrainedEncoder):
         super().__init__(backbone, out_dim, freeze)
         self.pixels = _ImageInput(size, mean, std)
         self.features = features
+
+
+class HFImageEncoder(_PretrainedImageEncoder):
+    """A Hugging Face vision model: images (B, C, H, W) → ``last_hidden_state`` (B, T, D) or pooled (B, D).
+
+    For a ViT-like model T = 1 + (S / patch)² (the class token and the patch tokens).
+
+    Args:
+        backbone: a vision model taking ``pixel_values`` (e.g. ``CLIPVisionModel``, ``ViTModel``).
+        out_dim: D.
+        size, mean, std: input side in pixels and per-channel normalisation of [0, 1] pixels.
+        freeze: see :class:`PretrainedEncoder`.
+        features: ``"tokens"`` or ``"pooled"`` (``pooler_output``).
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         """Images (B, C, H, W) → (B, T, D) tokens or (B, D) pooled features, float32."""
@@ -324,7 +328,7 @@ class HFTextEncoder(PretrainedEncoder):
             return _hf_features(self.backbone(input_ids=x.long(), attention_mask=attend), self.features)
 
 
-class OpenCLIPImageEncoder(PretrainedEncoder):
+class OpenCLIPImageEncoder(_PretrainedImageEncoder):
     """An open_clip image tower: images (B, C, H, W) → patch tokens (B, N, W) or the image embedding (B, D).
 
     Args:
@@ -345,9 +349,7 @@ class OpenCLIPImageEncoder(PretrainedEncoder):
         freeze: bool = True,
         features: FeatureKind = "tokens",
     ) -> None:
-        super().__init__(visual, out_dim, freeze)
-        self.pixels = _ImageInput(size, mean, std)
-        self.features = features
+        super().__init__(visual, out_dim, size, mean, std, freeze, features)
         visual.output_tokens = features == "tokens"  # type: ignore[assignment]
 
     def forward(self, x: Tensor) -> Tensor:
