@@ -12,7 +12,7 @@ import torch
 
 from commlearn.cli import main
 from commlearn.config import load_config
-from commlearn.experiments.trifeature import format_table, run_config, run_experiment
+from commlearn.experiments.trifeature import format_table, run_config, run_experiment, time_to_accuracy
 from commlearn.train import fit, read_checkpoint
 
 
@@ -131,18 +131,55 @@ def test_runs_at_another_precision_are_not_merged(tmp_path: Path) -> None:
 
 
 def test_learning_curves_and_the_loss_ablation_variants(tmp_path: Path) -> None:
-    """``curves`` probes each pre-training after epochs 1 and 2 (the second resumes the first); the
-    preset's variants run CoMM with only some of its loss terms."""
+    """``curves`` probes each unbiased pre-training after epochs 1 and 2 (the second resumes the first) and
+    the one-epoch biased runs (``experiment.biased_epochs``) once; the preset's variants run CoMM with only
+    some of its loss terms."""
     out = tmp_path / "out"
-    small = [*_small(tmp_path / "cache", 64, 100), "trainer.max_epochs=2"]
+    small = [*_small(tmp_path / "cache", 64, 100), "trainer.max_epochs=2", "experiment.biased_epochs=1"]
     results = run_experiment("tiny", ["comm_full_only", "comm_masked_only"], out, small, curves=[2, 1])
     curves = json.loads((out / "curves.json").read_text())
     assert list(curves) == ["comm_full_only", "comm_masked_only"]
     for name, rows in curves.items():
         assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [2, 4]
-        assert {t: rows[-1][t] for t in ("R", "U1", "U2", "S")} == results[name]
+        assert {t: rows[-1][t] for t in ("R", "U1", "U2")} == {t: results[name][t] for t in ("R", "U1", "U2")}
+        assert "S" not in rows[1] and rows[0]["S"] == results[name]["S"]
     assert (out / "curves.png").stat().st_size > 10_000
+    rows = curves["comm_full_only"]  # cumulative fit seconds of each regime's run
+    assert 0 < rows[0]["seconds_unbiased"] < rows[1]["seconds_unbiased"] and rows[0]["seconds_biased"] > 0
+    assert "| CoMM (L only) |" in (out / "time_to_accuracy.md").read_text()
+    biased = read_checkpoint(out / "comm_full_only" / "biased" / "checkpoints" / "last.ckpt")
+    assert biased["global_step"] == 2  # one epoch of 2 steps
     stored = read_checkpoint(out / "comm_full_only" / "unbiased" / "checkpoints" / "last.ckpt")
     assert stored["commlearn"]["config"]["method"]["options"] == {"loss_weights": [0, 0, 1]}
     assert stored["global_step"] == 4
     assert "CoMM (L only)" in (out / "table.md").read_text()
+
+
+def test_time_to_accuracy_reads_the_first_point_at_each_threshold() -> None:
+    rows = [
+        {
+            "epoch": 1,
+            "R": 85.0,
+            "U1": 40.0,
+            "U2": 60.0,
+            "S": 71.0,
+            "seconds_unbiased": 60.0,
+            "seconds_biased": 30,
+        },
+        {
+            "epoch": 2,
+            "R": 96.0,
+            "U1": 55.0,
+            "U2": 52.0,
+            "S": 65.0,
+            "seconds_unbiased": 150.0,
+            "seconds_biased": 60,
+        },
+    ]
+    table = time_to_accuracy({"comm": rows}).splitlines()
+    assert table[0] == "| method | R ≥ 80 | R ≥ 95 | U ≥ 50 | U ≥ 80 | S ≥ 60 | S ≥ 70 |"
+    # U is the lower of U1 and U2 (40 at epoch 1); S counts the biased run's seconds
+    assert table[2] == (
+        "| CoMM | 1 ep (1.0 min) | 2 ep (2.5 min) | 2 ep (2.5 min) | not reached (best 52.0) | 1 ep (0.5 min) "
+        "| 1 ep (0.5 min) |"
+    )

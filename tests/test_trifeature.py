@@ -82,7 +82,7 @@ def test_presets() -> None:
         45.0,
         45.0,
     )
-    assert (CPU.canvas_size, CPU.shape_size, CPU.texture_period) == (64, 36, 5.0)
+    assert (CPU.canvas_size, CPU.shape_size, CPU.texture_period) == (64, 56, 5.0)
     assert RenderSettings() == CPU  # the defaults are the cpu preset's
     assert PAPER.cache_key() != CPU.cache_key() and len(CPU.cache_key()) == 16
     assert RenderSettings(**vars(CPU)).cache_key() == CPU.cache_key()
@@ -138,10 +138,10 @@ def test_params_depend_only_on_own_seed() -> None:
         np.testing.assert_array_equal(getattr(full, name)[2:], getattr(part, name))
     # the shape window always lies on the canvas
     many = render_params(np.arange(5000), CPU)
-    assert many.origin.min() >= 0 and many.origin.max() + 36 + 1 <= 64
-    # rotations are rotations scaled by 1 / (template half size): determinant (2/36)^2
+    assert many.origin.min() >= 0 and many.origin.max() + CPU.shape_size + 1 <= CPU.canvas_size
+    # rotations are rotations scaled by 1 / (template half size): determinant (2 / shape_size)^2
     det = np.linalg.det(many.shape_matrix)
-    np.testing.assert_allclose(det, (2 / 36) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(det, (2 / CPU.shape_size) ** 2, rtol=1e-12)
 
 
 def test_solid_shapes_have_exact_colour_and_stay_in_window() -> None:

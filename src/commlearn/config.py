@@ -227,12 +227,15 @@ class ExperimentConfig:
         variants: named variants of a method that an experiment can run beside it, each
             ``{"method": <name>, "options": {...}}`` (e.g. CoMM with only some of its loss terms).
         finetune: the fine-tuning recipe of ``commlearn experiment benchmark --finetune``.
+        biased_epochs: epochs of the Trifeature experiment's biased pre-trainings (the synergy runs), capped
+            at ``trainer.max_epochs``; None trains them as long as the unbiased ones.
     """
 
     methods: list[str] = field(default_factory=lambda: ["comm", "cross", "cross_self"])
     method_options: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    biased_epochs: int | None = None
 
 
 @dataclass
@@ -448,6 +451,12 @@ def check_config(cfg: RunConfig) -> None:
         ),
         (cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "≥ 1"),
         (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in [0, 1)"),
+        (
+            cfg.experiment.biased_epochs is None or cfg.experiment.biased_epochs >= 1,
+            "experiment.biased_epochs",
+            cfg.experiment.biased_epochs,
+            "≥ 1, or null (as long as the unbiased runs)",
+        ),
     ]
     for ok, key, value, expected in checks:
         if not ok:

@@ -138,7 +138,7 @@ class RenderSettings:
     """
 
     canvas_size: int = 64
-    shape_size: int = 36
+    shape_size: int = 56
     texture_period: float = 5.0
     max_shape_rotation: float = 45.0
     max_texture_rotation: float = 45.0

@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from commlearn.config import ConfigError, RunConfig, load_config, preset_names
 from commlearn.experiments import report
@@ -52,25 +52,34 @@ def run_config(
 ) -> RunConfig:
     """The config of one pre-training: the preset with ``overrides``, the method (or variant, see
     :func:`resolve_method`) with its options (an overridden ``method.options`` key wins), the regime's data
-    (``biased`` for the synergy run) and its run folder ``output/<method>/<regime>``."""
+    (``biased`` for the synergy run, trained ``experiment.biased_epochs`` epochs when set) and its run folder
+    ``output/<method>/<regime>``."""
     cfg = load_config(preset_config(preset), overrides)
     cfg.method.name, options = resolve_method(cfg, method)
     cfg.method.options = {**options, **cfg.method.options}
     cfg.data.options["biased"] = regime == "biased"
+    if regime == "biased" and cfg.experiment.biased_epochs is not None:
+        cfg.trainer.max_epochs = min(cfg.experiment.biased_epochs, cfg.trainer.max_epochs)
     cfg.trainer.output = str(output / method / regime)
     return cfg
 
 
-def pretrain_and_probe(cfg: RunConfig, tasks: Sequence[str]) -> tuple[dict[str, float], int]:
-    """``fit(cfg)`` (resumed or reused when its run folder holds it), then probe ``tasks`` (of R, U1, U2, S).
+class Probed(NamedTuple):
+    """One pre-training's probe scores."""
 
-    Returns:
-        ``({task: balanced accuracy in %}, width D of the probed features (N, D))``.
-    """
+    scores: dict[str, float]  # {task: balanced accuracy in %}
+    width: int  # D of the probed features (N, D)
+    fit_seconds: float  # wall seconds of this call's ``fit`` (0 when a finished run was reused)
+
+
+def pretrain_and_probe(cfg: RunConfig, tasks: Sequence[str]) -> Probed:
+    """``fit(cfg)`` (resumed or reused when its run folder holds it), then probe ``tasks`` (of R, U1, U2, S)."""
     from commlearn.eval import extract_features, probe_tasks
     from commlearn.train import fit
 
+    t0 = time.perf_counter()
     result = fit(cfg)
+    fit_seconds = time.perf_counter() - t0
     assert result.data.probe_train is not None and result.data.test is not None
     train_x, train_y = extract_features(result.method, result.data.probe_train)
     test_x, test_y = extract_features(result.method, result.data.test)
@@ -81,7 +90,8 @@ def pretrain_and_probe(cfg: RunConfig, tasks: Sequence[str]) -> tuple[dict[str, 
     scores = probe_tasks(
         train_x, train_y[:, cols], test_x, test_y[:, cols], list(tasks), "multiclass", seed=cfg.trainer.seed
     )
-    return {t: round(float(scores[t].score), 2) for t in tasks}, int(train_x.shape[1])
+    rounded = {t: round(float(scores[t].score), 2) for t in tasks}
+    return Probed(rounded, int(train_x.shape[1]), round(fit_seconds, 1))
 
 
 def run_experiment(
@@ -101,7 +111,8 @@ def run_experiment(
         overrides: ``section.key=value`` overrides applied to every pre-training.
         curves: epochs after which to probe (learning curves): each pre-training is trained to the first,
             probed, trained on to the next, and so on; the table holds the last point. Writes
-            ``curves.json`` and ``curves.png`` (accuracy against training steps).
+            ``curves.json`` (each point with the regime's cumulative ``fit`` seconds), ``curves.png``
+            (accuracy against training steps) and ``time_to_accuracy.md`` (:func:`time_to_accuracy`).
 
     Returns:
         ``{method: {"R": …, "U1": …, "U2": …, "S": …}}`` balanced accuracies in %.
@@ -125,27 +136,36 @@ def run_experiment(
     for name in names:
         t1 = time.perf_counter()
         scores: dict[str, float] = {}
-        rows: dict[int, dict[str, float]] = {e: {"step": e * steps_per_epoch} for e in points}
+        rows: dict[int, dict[str, float]] = {}
         for regime, tasks in REGIMES.items():
             cfg = run_config(preset, name, regime, out, overrides)
-            for epoch in points:  # the same run trained further: each point resumes the previous one
+            seconds = 0.0
+            # the same run trained further: each point resumes the previous one; a shorter (biased) run is
+            # probed at the points within its length and at its end
+            for epoch in sorted({min(e, cfg.trainer.max_epochs) for e in points}):
                 cfg.trainer.max_epochs = epoch
-                point, widths[name] = pretrain_and_probe(cfg, tasks)
-                rows[epoch].update(point)
-            if points:
-                scores.update(rows[points[-1]])
-            else:
-                last, widths[name] = pretrain_and_probe(cfg, tasks)
-                scores.update(last)
+                point = pretrain_and_probe(cfg, tasks)
+                seconds += point.fit_seconds
+                row = rows.setdefault(epoch, {"epoch": epoch, "step": epoch * steps_per_epoch})
+                row.update({**point.scores, f"seconds_{regime}": round(seconds, 1)})
+                scores.update(point.scores)
+                widths[name] = point.width
+            if not points:
+                last = pretrain_and_probe(cfg, tasks)
+                scores.update(last.scores)
+                widths[name] = last.width
         results[name] = {t: scores[t] for t in TASKS}
         timings[name] = round(time.perf_counter() - t1, 1)
         print(f"[trifeature] {name}: {results[name]} ({timings[name]:.0f} s)")
         if points:
-            curve_rows[name] = [{"epoch": e, **rows[e]} for e in points]
+            curve_rows[name] = [rows[e] for e in sorted(rows)]
             (out / "curves.json").write_text(json.dumps(curve_rows, indent=2))
             plot_curves(curve_rows, out / "curves.png")
+            (out / "time_to_accuracy.md").write_text(time_to_accuracy(curve_rows) + "\n")
         _write_outputs(out, results, timings, settings, widths)
     print(format_table(results, widths))
+    if points:
+        print(time_to_accuracy(curve_rows))
     print(f"[trifeature] total {time.perf_counter() - t0:.0f} s; results in {out}")
     return results
 
@@ -155,6 +175,36 @@ def _previous_curves(out: Path) -> dict[str, list[dict[str, float]]]:
         return dict(json.loads((out / "curves.json").read_text()))
     except (OSError, ValueError):
         return {}
+
+
+# Thresholds of the time-to-accuracy table: the cpu preset's targets (issue 14) and a halfway mark each.
+THRESHOLDS: tuple[tuple[str, float], ...] = (("R", 80.0), ("R", 95.0), ("U", 50.0), ("U", 80.0), ("S", 60.0),
+                                             ("S", 70.0))  # fmt: skip
+
+
+def time_to_accuracy(curves: dict[str, list[dict[str, float]]]) -> str:
+    """Markdown table: for each method and threshold of :data:`THRESHOLDS`, the first curve point at or above
+    it, as ``epoch (minutes of fit)``; U is the lower of U1 and U2; R and U count the unbiased run's minutes,
+    S the biased run's (whose points may be fewer). A threshold never reached shows the best accuracy
+    instead. Points without seconds (curves written before they were recorded) show the epoch alone."""
+    header = [f"{task} ≥ {value:g}" for task, value in THRESHOLDS]
+    lines = ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for name, rows in curves.items():
+        cells = []
+        for task, value in THRESHOLDS:
+            regime = "biased" if task == "S" else "unbiased"
+            probed = [r for r in rows if ("U1" if task == "U" else task) in r]
+            accuracy = [min(r["U1"], r["U2"]) if task == "U" else r[task] for r in probed]
+            hit = next((i for i, a in enumerate(accuracy) if a >= value), None)
+            if hit is None:
+                cells.append(f"not reached (best {max(accuracy):.1f})")
+                continue
+            row = probed[hit]
+            seconds = row.get(f"seconds_{regime}")
+            when = f"{int(row['epoch'])} ep" + (f" ({seconds / 60:.1f} min)" if seconds is not None else "")
+            cells.append(when)
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot_curves(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
@@ -168,8 +218,12 @@ def plot_curves(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharex=True)
     for ax, task in zip(axes, TASKS, strict=True):
         for name, rows in curves.items():
+            probed = [r for r in rows if task in r]  # a shorter biased run has fewer S points
             ax.plot(
-                [r["step"] for r in rows], [r[task] for r in rows], marker="o", label=LABELS.get(name, name)
+                [r["step"] for r in probed],
+                [r[task] for r in probed],
+                marker="o",
+                label=LABELS.get(name, name),
             )
         ax.axhline(chance[task], color="grey", linestyle="--", linewidth=1)
         ax.set_title(task, fontsize=9)
@@ -197,6 +251,7 @@ def _settings(cfg: RunConfig) -> dict[str, Any]:
     options.pop("biased", None)
     settings["data"]["options"] = options
     settings.pop("experiment", None)
+    settings["biased_epochs"] = cfg.experiment.biased_epochs
     return settings
 
 
