@@ -286,9 +286,14 @@ def write_json(path: Path, meta: dict[str, Any], results: list[BenchResult]) -> 
 
 
 def write_markdown(
-    path: Path, meta: dict[str, Any], results: list[BenchResult], plots: Sequence[str] = ()
+    path: Path,
+    meta: dict[str, Any],
+    results: list[BenchResult],
+    plots: Sequence[str] = (),
+    appendix: Sequence[str] = (),
 ) -> None:
-    """The tables people read: targets and public figures first, then every metric of every benchmark."""
+    """The tables people read: targets and public figures first, then every metric of every benchmark, the
+    plots, and ``appendix`` (markdown lines of measurements this run did not make, each naming its source)."""
     m = meta["machine"]
     loads = ", ".join(f"{x:.2f}" for x in meta["load_average_at_start"] + meta["load_average_at_end"])
     share = (
@@ -358,4 +363,5 @@ def write_markdown(
                       f"{_fmt(d['memory_fit']['slope'])} MB per {d['per']}.", ""]  # fmt: skip
     if plots:
         lines += ["## Scaling curves", "", *[f"![{p}]({p})" for p in plots], ""]
+    lines += appendix
     path.write_text("\n".join(lines))

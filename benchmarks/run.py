@@ -9,6 +9,7 @@ benchmark measures: ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,16 @@ from bench_data import bench_data
 from bench_dist import bench_dist_memory, plot_dist_memory
 from bench_parts import bench_augment, bench_fusion, bench_probe_round, bench_render, paper_fusion_geometry
 from bench_step import bench_scaling, bench_step, plot_scaling
+from commlearn.experiments.trifeature import time_to_accuracy
 from commlearn.speed import keep_freed_memory
 from common import BENCH_DIR, Bench, run_suite, write_json, write_markdown
+
+#: Learning curves of the cpu preset, written by the command in :data:`CURVES_COMMAND` (not re-run here).
+CURVES = BENCH_DIR.parent / "docs" / "trifeature_cpu_curves.json"
+CURVES_COMMAND = (
+    "taskset -c 0 env OMP_NUM_THREADS=1 commlearn experiment trifeature --preset cpu "
+    "--methods comm,comm_full_only,comm_masked_only --curves 1,2,3,4"
+)
 
 GROUPS = ("render", "augment", "fusion", "step", "data", "probe", "scaling", "dist")
 #: Groups a run without ``--only`` leaves out (slow, or measuring something else than the CPU targets).
@@ -119,6 +128,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def time_to_accuracy_section(curves: Path) -> list[str]:
+    """RESULTS.md's time-to-accuracy table of the Trifeature cpu preset, read from its committed learning
+    curves (minutes of training on one core, one thread); none when the file is missing."""
+    if not curves.exists():
+        return []
+    table = time_to_accuracy(json.loads(curves.read_text()))
+    return [
+        "## Time to accuracy: Trifeature cpu preset (`make demo`)",
+        "",
+        f"Not measured by this command: read from `docs/{curves.name}`, written by `{CURVES_COMMAND}` "
+        "(one core, one thread; `make demo` trains on 2 threads, about 1.5x faster). Each cell: the first "
+        "probed epoch at or above the threshold and the minutes of training to it. U is the lower of U1 and "
+        "U2; S is probed on the shorter synergy runs.",
+        "",
+        *table.splitlines(),
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
@@ -141,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             plot_dist_memory(r, out / f"{r.name}.png")
             plots.append(f"{r.name}.png")
     write_json(out / "results.json", meta, results)
-    write_markdown(out / "RESULTS.md", meta, results, plots)
+    write_markdown(out / "RESULTS.md", meta, results, plots, time_to_accuracy_section(CURVES))
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'} in {meta['total_seconds']:.0f} s")
 
 

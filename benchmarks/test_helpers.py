@@ -136,6 +136,19 @@ def test_a_run_keeps_going_past_a_failure_and_writes_both_reports(tmp_path: Path
     assert "![scaling_batch.png](scaling_batch.png)" in text
 
 
+def test_results_carry_the_time_to_accuracy_table_of_the_committed_curves(tmp_path: Path) -> None:
+    from run import time_to_accuracy_section
+
+    assert time_to_accuracy_section(tmp_path / "missing.json") == []
+    curves = {"comm": [{"epoch": 1, "step": 156, "R": 97.0, "U1": 81.0, "U2": 80.5, "S": 55.0,
+                        "seconds_unbiased": 120.0, "seconds_biased": 90.0}]}  # fmt: skip
+    (tmp_path / "curves.json").write_text(json.dumps(curves))
+    lines = time_to_accuracy_section(tmp_path / "curves.json")
+    assert lines[0].startswith("## Time to accuracy") and "--curves" in lines[2]
+    reached = " | ".join(["1 ep (2.0 min)"] * 4)
+    assert f"| CoMM | {reached} | not reached (best 55.0) | not reached (best 55.0) |" == lines[6]
+
+
 def test_step_timing_on_a_toy_model(one_thread: None) -> None:
     cfg = load_config("trifeature-tiny", ["data.batch_size=8", "trainer.accelerator=cpu"])
     data = build_data(
