@@ -128,6 +128,8 @@ def test_runs_at_another_precision_are_not_merged(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text())["settings"]["trainer"]["precision"] == "bf16-mixed"
     results = run_experiment("tiny", ["cross"], out, small)
     assert list(results) == ["cross"]  # the bf16 CoMM scores are not mixed into a full-precision table
+    results = run_experiment("tiny", ["cross_self"], out, [*small, "trainer.progress_bar=true"])
+    assert list(results) == ["cross", "cross_self"]  # the progress bar does not change results
 
 
 def test_learning_curves_and_the_loss_ablation_variants(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from commlearn.config import ConfigError, RunConfig, config_to_dict, load_config, preset_names
+from commlearn.config import ConfigError, RunConfig, load_config, preset_names
 from commlearn.experiments import report
 from commlearn.experiments.report import LABELS, Reference, method_list, resolve_method, training_overrides
 
@@ -208,16 +208,6 @@ def _rounded(metric: str, value: float) -> float:
     return float(f"{value:.4g}") if metric == "mse" else round(float(value), 2)
 
 
-def _settings(cfg: RunConfig) -> dict[str, Any]:
-    """What makes two benchmarks' results comparable: the config apart from the method and run folder."""
-    settings = config_to_dict(cfg)
-    settings["method"].pop("name", None)
-    settings["method"].pop("options", None)
-    settings["trainer"].pop("output", None)
-    settings.pop("experiment", None)
-    return settings
-
-
 def _format(key: str, value: float) -> str:
     return f"{value:.3g}" if key.endswith(" mse") else f"{value:.1f}"
 
@@ -277,7 +267,7 @@ def run_experiment(
     out = Path(output) if output is not None else Path("runs/benchmark") / data
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    settings = _settings(base)
+    settings = report.comparable_settings(base)
     results, meta = report.previous_results(out, settings)
     timings: dict[str, float] = dict(meta.get("seconds_per_method", {}))
     widths: dict[str, int] = dict(meta.get("feature_widths", {}))

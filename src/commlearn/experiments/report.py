@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from commlearn.config import ConfigError, RunConfig
+from commlearn.config import ConfigError, RunConfig, config_to_dict
 
 if TYPE_CHECKING:  # the training stack is imported only when a method is probed
     from commlearn.data.base import MultimodalDataset
@@ -214,6 +214,19 @@ def format_table(
 
 def _cell(value: float | None, key: str, fmt: Callable[[str, float], str]) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt(key, value)
+
+
+def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
+    """What makes two experiments' results comparable: the config (plain dict) apart from what differs between
+    the methods of one table (method name and options, run folder, the ``experiment`` section) and the
+    progress bar."""
+    settings = config_to_dict(cfg)
+    settings["method"].pop("name", None)
+    settings["method"].pop("options", None)
+    settings["trainer"].pop("output", None)
+    settings["trainer"].pop("progress_bar", None)
+    settings.pop("experiment", None)
+    return settings
 
 
 def previous_results(out: Path, settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

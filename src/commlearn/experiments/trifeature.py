@@ -236,21 +236,9 @@ def plot_curves(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
 
 
 def _settings(cfg: RunConfig) -> dict[str, Any]:
-    """What makes two experiments' results comparable: the config apart from the method and run folder."""
-    from commlearn.config import config_to_dict
-
-    settings = config_to_dict(cfg)
-    for section, key in (
-        ("method", "name"),
-        ("method", "options"),
-        ("trainer", "output"),
-        ("data", "options"),
-    ):
-        settings[section].pop(key, None)
-    options = dict(cfg.data.options)
-    options.pop("biased", None)
-    settings["data"]["options"] = options
-    settings.pop("experiment", None)
+    """:func:`report.comparable_settings` with the data options of both regimes and their lengths."""
+    settings = report.comparable_settings(cfg)
+    settings["data"]["options"].pop("biased", None)
     settings["biased_epochs"] = cfg.experiment.biased_epochs
     return settings
 
