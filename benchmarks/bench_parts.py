@@ -4,7 +4,10 @@ passes and one probing round. Settings come from the packaged presets (``trifeat
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -156,6 +159,29 @@ def bench_fusion(
     return res
 
 
+@contextlib.contextmanager
+def counting_probe_evaluations() -> Iterator[list[int]]:
+    """Count the loss-and-gradient evaluations of the probes' L-BFGS fits within the block (the probes'
+    cost is their count times the cost of one): yields a one-element list that the block's fits increment."""
+    from commlearn.eval import probe
+
+    count = [0]
+    solve = probe._lbfgs
+
+    def counted(fg: Callable[[Tensor], tuple[Tensor, Tensor]], *args: Any, **kwargs: Any) -> Tensor:
+        def fg_counted(theta: Tensor) -> tuple[Tensor, Tensor]:
+            count[0] += 1
+            return fg(theta)
+
+        return solve(fg_counted, *args, **kwargs)
+
+    probe._lbfgs = counted
+    try:
+        yield count
+    finally:
+        probe._lbfgs = solve
+
+
 def bench_probe_round(
     preset: str, overrides: tuple[str, ...], judged: bool, device: str = "cpu"
 ) -> BenchResult:
@@ -181,8 +207,9 @@ def bench_probe_round(
     extract_s = time.perf_counter() - t
     assert train_y is not None and test_y is not None
     t = time.perf_counter()
-    scores = probe_tasks(train_x.to(device), train_y, test_x.to(device), test_y, data.probe_train.task_names,
-                         "multiclass", seed=cfg.trainer.seed)  # fmt: skip
+    with counting_probe_evaluations() as evaluations:
+        scores = probe_tasks(train_x.to(device), train_y, test_x.to(device), test_y,
+                             data.probe_train.task_names, "multiclass", seed=cfg.trainer.seed)  # fmt: skip
     sync()
     probes_s = time.perf_counter() - t
     res = BenchResult(
@@ -197,6 +224,10 @@ def bench_probe_round(
     )  # fmt: skip
     res.metrics["extract_s"] = Metric("s", [extract_s])
     res.metrics["probes_s"] = Metric("s", [probes_s])
+    res.metrics["probe_evaluations"] = Metric(
+        "", [float(evaluations[0])], note="loss-and-gradient evaluations of every L-BFGS fit of the round"
+    )
+    res.metrics["probe_ms_per_evaluation"] = Metric("ms", [1e3 * probes_s / max(1, evaluations[0])])
     res.details = {
         "data_s": data_s,
         "scores_random_init": {k: round(float(v.score), 2) for k, v in scores.items()},

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import gpu
-from bench_parts import bench_fusion, bench_render
+from bench_parts import bench_fusion, bench_render, counting_probe_evaluations
 from bench_step import bench_scaling, measure_steps, step_metrics, within
 from commlearn.config import DataConfig, load_config
 from commlearn.data.registry import build_data
@@ -217,3 +217,15 @@ def test_command_lines(capsys: pytest.CaptureFixture[str]) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="needs a CUDA GPU"):
             gpu.main(["--quick"])
+
+
+def test_probe_evaluations_are_counted_within_the_block_only(one_thread: None) -> None:
+    from commlearn.eval import probe, probe_tasks
+
+    solve = probe._lbfgs
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (120, 1), generator=g)
+    x = torch.randn(120, 5, generator=g) + y.float()  # class-dependent mean: a learnable probe
+    with counting_probe_evaluations() as evaluations:
+        probe_tasks(x[:80], y[:80], x[80:], y[80:], ["t"], "multiclass", seed=0)
+    assert evaluations[0] > 1 and probe._lbfgs is solve
