@@ -69,7 +69,8 @@ class Probed(NamedTuple):
 
     scores: dict[str, float]  # {task: balanced accuracy in %}
     width: int  # D of the probed features (N, D)
-    fit_seconds: float  # wall seconds of this call's ``fit`` (0 when a finished run was reused)
+    fit_seconds: float  # wall seconds of this call's ``fit``: loading only when a finished run was reused,
+    # and only the rest of the training when an interrupted run was resumed
 
 
 def pretrain_and_probe(cfg: RunConfig, tasks: Sequence[str]) -> Probed:
@@ -177,7 +178,8 @@ def _previous_curves(out: Path) -> dict[str, list[dict[str, float]]]:
         return {}
 
 
-# Thresholds of the time-to-accuracy table: the cpu preset's targets (issue 14) and a halfway mark each.
+# Thresholds of the time-to-accuracy table: the cpu preset's targets (docs/trifeature_cpu_preset.md) and a
+# lower mark each.
 THRESHOLDS: tuple[tuple[str, float], ...] = (("R", 80.0), ("R", 95.0), ("U", 50.0), ("U", 80.0), ("S", 60.0),
                                              ("S", 70.0))  # fmt: skip
 
