@@ -220,6 +220,10 @@ def test_pickled_object_entry_is_one_line(tmp_path: Path, capsys: pytest.Capture
         ("data.batch_size=0", "data.batch_size must be ≥ 1, got 0"),
         ("data.val_fraction=1.5", "data.val_fraction must be in [0, 1), got 1.5"),
         (
+            "experiment.biased_epochs=0",
+            "experiment.biased_epochs must be ≥ 1, or null (as long as the unbiased runs), got 0",
+        ),
+        (
             "trainer.strategy=nope",
             "Lightning cannot run with trainer.accelerator='auto', trainer.devices='auto', "
             "trainer.num_nodes=1, trainer.strategy='nope', trainer.precision='32-true': You selected an invalid "
