@@ -27,6 +27,8 @@ TASK_TYPES: tuple[str, ...] = get_args(TaskType)
 
 #: Keys that only set how long a run trains: a run folder resumes when nothing else differs.
 TRAINING_LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps")
+#: Keys that set how a run starts or shows its progress, never what it computes.
+PRESENTATION_KEYS = ("trainer.resume", "trainer.progress_bar")
 
 
 class ConfigError(ValueError):

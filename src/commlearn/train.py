@@ -44,6 +44,7 @@ from torch import nn
 
 from commlearn import dist
 from commlearn.config import (
+    PRESENTATION_KEYS,
     TRAINING_LENGTH_KEYS,
     ConfigError,
     RunConfig,
@@ -69,8 +70,7 @@ HARDWARE_KEYS = ("trainer.accelerator", "trainer.devices", "trainer.num_nodes", 
 #: hardware with the per-process batch (their product is checked).
 RESUMABLE_KEYS = (
     *TRAINING_LENGTH_KEYS,
-    "trainer.resume",
-    "trainer.progress_bar",
+    *PRESENTATION_KEYS,
     "experiment",
     *HARDWARE_KEYS,
     "data.batch_size",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from commlearn.config import ConfigError, RunConfig, config_to_dict
+from commlearn.config import PRESENTATION_KEYS, ConfigError, RunConfig, config_to_dict
 
 if TYPE_CHECKING:  # the training stack is imported only when a method is probed
     from commlearn.data.base import MultimodalDataset
@@ -219,12 +219,14 @@ def _cell(value: float | None, key: str, fmt: Callable[[str, float], str]) -> st
 def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
     """What makes two experiments' results comparable: the config (plain dict) apart from what differs between
     the methods of one table (method name and options, run folder, the ``experiment`` section) and the
-    progress bar."""
+    :data:`~commlearn.config.PRESENTATION_KEYS`."""
     settings = config_to_dict(cfg)
     settings["method"].pop("name", None)
     settings["method"].pop("options", None)
     settings["trainer"].pop("output", None)
-    settings["trainer"].pop("progress_bar", None)
+    for key in PRESENTATION_KEYS:
+        section, name = key.split(".")
+        settings[section].pop(name, None)
     settings.pop("experiment", None)
     return settings
 
