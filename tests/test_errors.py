@@ -190,6 +190,22 @@ def test_entries_that_are_not_numbers_are_one_line(
     )
 
 
+def test_token_ids_beyond_the_vocabulary_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Integer (N, T) entries are token ids; an id ≥ model.vocab_size would index past the embedding table."""
+    data = tmp_path / "d.npz"
+    g = np.random.default_rng(0)
+    _npz(data, words=g.integers(0, 50, size=(64, 7)))
+    assert _fit_arrays(data, tmp_path / "run", "model.vocab_size=40") == 2
+    high = int(np.load(data)["words"].max())
+    assert _one_line(capsys) == (
+        f"error: token ids must lie in 0..39 (model.vocab_size=40), got ids 0..{high}: set model.vocab_size to "
+        f"at least {high + 1}, or map the ids into range"
+    )
+    assert _fit_arrays(data, tmp_path / "run2", "model.vocab_size=50", "trainer.max_steps=1") == 0
+
+
 def test_pickled_object_entry_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "d.npz"
     _npz(data, notes=np.array([{"k": 1}] * 64, dtype=object))

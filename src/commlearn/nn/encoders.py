@@ -185,7 +185,11 @@ class SequenceTransformerEncoder(nn.Module):
 
 
 class TokenEmbeddingEncoder(nn.Module):
-    """Token ids (B, T) → embeddings (B, T, dim) (a learned table; plug a language model in its place)."""
+    """Token ids (B, T) → embeddings (B, T, dim) (a learned table; plug a language model in its place).
+
+    An id outside ``0..vocab_size - 1`` stops with a ValueError naming the range (checked every call: one
+    reduction over the ids).
+    """
 
     def __init__(self, vocab_size: int, dim: int = 128) -> None:
         super().__init__()
@@ -197,6 +201,14 @@ class TokenEmbeddingEncoder(nn.Module):
             raise ValueError(
                 f"TokenEmbeddingEncoder expects int token ids (batch, time), got {tuple(x.shape)} {x.dtype}"
             )
+        n = self.embed.num_embeddings
+        if x.numel():
+            low, high = (int(v) for v in torch.aminmax(x))
+            if low < 0 or high >= n:
+                raise ValueError(
+                    f"token ids must lie in 0..{n - 1} (model.vocab_size={n}), got ids {low}..{high}: set "
+                    f"model.vocab_size to at least {high + 1}, or map the ids into range"
+                )
         return self.embed(x)
 
 
