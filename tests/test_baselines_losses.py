@@ -15,11 +15,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from commlearn.config import ModelConfig, TaskInfo
+from commlearn.config import ConfigError, ModelConfig, TaskInfo
 from commlearn.data.base import ModalitySpec, MultimodalBatch
 from commlearn.losses import (
     CMCLoss,
     CrossLoss,
+    CrossSelfLoss,
     FactorCLLoss,
     PairCritic,
     SupConLoss,
@@ -385,6 +386,21 @@ def test_select_targets_per_task_type() -> None:
     assert torch.equal(select_targets(labels, "multiclass", 1, "m"), torch.tensor([0, 1]))
     assert select_targets(torch.tensor([0.5, 1.0]), "regression", 0, "m").shape == (2, 1)
     assert select_targets(labels, "multilabel", 0, "m").dtype == torch.float32
+
+
+def test_cross_self_gives_its_options_to_its_loss() -> None:
+    """The step loss of ``cross_self`` with τ 0.2 and ssl_scale 0.25 is CrossSelfLoss(0.2, 0.25) on its projected
+    views (identical without augmentation); Cross takes no ssl_scale."""
+    specs = _vector_specs()
+    method = build_method("cross_self", specs, _SMALL, options={"temperature": 0.2, "ssl_scale": 0.25})
+    g = torch.Generator().manual_seed(0)
+    batch = MultimodalBatch([torch.randn(5, 6, generator=g) for _ in specs], [None, None])
+    got = method.compute_loss(batch).loss
+    z = method.project(batch.inputs, batch.padding)  # type: ignore[operator]
+    assert torch.allclose(got, CrossSelfLoss(0.2, ssl_scale=0.25)(z, z))
+    assert not torch.allclose(got, CrossSelfLoss(0.2, ssl_scale=1.0)(z, z))
+    with pytest.raises(ConfigError, match="ssl_scale"):
+        build_method("cross", specs, _SMALL, options={"ssl_scale": 0.25})
 
 
 def test_load_encoder_weights_round_trip(tmp_path: Path) -> None:

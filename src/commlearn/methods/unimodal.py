@@ -80,7 +80,8 @@ def unimodal_modules(
 
 class UnimodalMethod(BaseMethod):
     """Shared by the baselines on unimodal encoders: encoders, one head per modality, concatenated probe
-    features, and a loss ``loss_type(temperature)``. Subclasses implement :meth:`compute_loss`.
+    features, and a loss ``loss_type(temperature, **loss_options)``. The default :meth:`compute_loss` scores
+    the projected embeddings of both augmented views (Cross+Self, CMC); Cross and SupCon override it.
 
     Args:
         encoders: one encoder per modality.
@@ -88,6 +89,7 @@ class UnimodalMethod(BaseMethod):
         augment: two-view multimodal augmentation (None: the raw inputs).
         optim: optimiser settings.
         temperature: τ of the loss.
+        loss_options: further keyword arguments of ``loss_type`` (a subclass's constructor names them).
     """
 
     loss_type: ClassVar[type[ContrastiveLoss]]
@@ -100,9 +102,10 @@ class UnimodalMethod(BaseMethod):
         optim: OptimConfig | None = None,
         *,
         temperature: float = 0.1,
+        **loss_options: Any,
     ) -> None:
         super().__init__(augment, optim)
-        self.loss_fn = self.loss_type(temperature)
+        self.loss_fn = self.loss_type(temperature, **loss_options)
         if encoders.n_modalities < self.min_modalities:
             raise ValueError(
                 f"{type(self).__name__} needs at least {self.min_modalities} modalities, "
@@ -132,6 +135,9 @@ class UnimodalMethod(BaseMethod):
         v1, v2 = self.views(batch)
         z = self.project(*concat_views(v1, v2, batch.padding))
         return [t[:b] for t in z], [t[b:] for t in z]
+
+    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
+        return self.loss_fn.compute(*self.project_views(batch))
 
     def feature_modalities(self, n_modalities: int) -> list[int]:
         return list(range(min(n_modalities, self.encoders.n_modalities)))
@@ -179,11 +185,7 @@ class CrossSelf(UnimodalMethod):
         temperature: float = 0.1,
         ssl_scale: float = 1.0,
     ) -> None:
-        super().__init__(encoders, heads, augment, optim, temperature=temperature)
-        self.loss_fn = CrossSelfLoss(temperature, ssl_scale)
-
-    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
-        return self.loss_fn.compute(*self.project_views(batch))
+        super().__init__(encoders, heads, augment, optim, temperature=temperature, ssl_scale=ssl_scale)
 
 
 class CMC(UnimodalMethod):
@@ -193,9 +195,6 @@ class CMC(UnimodalMethod):
 
     min_modalities = 2
     loss_type = CMCLoss
-
-    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
-        return self.loss_fn.compute(*self.project_views(batch))
 
 
 class SupCon(UnimodalMethod):
