@@ -31,6 +31,7 @@ from commlearn.losses import (
 )
 from commlearn.methods import (
     CMC,
+    CrossSelf,
     FactorCL,
     FactorCLSup,
     SimCLR,
@@ -395,8 +396,9 @@ def test_cross_self_gives_its_options_to_its_loss() -> None:
     method = build_method("cross_self", specs, _SMALL, options={"temperature": 0.2, "ssl_scale": 0.25})
     g = torch.Generator().manual_seed(0)
     batch = MultimodalBatch([torch.randn(5, 6, generator=g) for _ in specs], [None, None])
+    assert isinstance(method, CrossSelf)
     got = method.compute_loss(batch).loss
-    z = method.project(batch.inputs, batch.padding)  # type: ignore[operator]
+    z = method.project(batch.inputs, batch.padding)
     assert torch.allclose(got, CrossSelfLoss(0.2, ssl_scale=0.25)(z, z))
     assert not torch.allclose(got, CrossSelfLoss(0.2, ssl_scale=1.0)(z, z))
     with pytest.raises(ConfigError, match="ssl_scale"):
