@@ -425,12 +425,12 @@ def test_bad_files_give_one_line_naming_the_file(
 
 
 def test_published_loaders_are_registered_with_their_options() -> None:
-    from commlearn.config import keyword_options
-    from commlearn.data.registry import DATASETS
+    from commlearn.data.registry import dataset_options
 
     for name in ("mosi", "mosei", "ur-funny", "mustard"):
-        assert set(keyword_options(DATASETS[name], ("root", "seed"))) == {"modalities", "task"}
-    assert set(keyword_options(DATASETS["mimic"], ("root", "seed"))) == {"modalities", "tasks"}
+        assert dataset_options(name) == {"modalities": None, "task": "binary"}
+    assert dataset_options("mimic") == {"modalities": None, "tasks": None}
+    assert dataset_options("vision-touch")["force_window"] == 32
     with pytest.raises(ConfigError, match="unknown option\\(s\\) \\['split'\\] for data set 'mimic'"):
         build_data(DataConfig(name="mimic", root="x", options={"split": "a"}), 0)
     assert AFFECT_FILES["ur-funny"] == "humor.pkl"

@@ -120,7 +120,7 @@ def test_other_test_file_layout_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "test.npz", **other)
     with pytest.raises(ValueError, match="holds modalities \\[a vector \\(3,\\), seq sequence"):
         load_user_arrays(tmp_path / "train.npz", test=str(tmp_path / "test.npz"))
-    with pytest.raises(ConfigError, match="task_type must be multiclass, multilabel or regression"):
+    with pytest.raises(ConfigError, match="task_type must be one of multiclass, multilabel, regression"):
         build_data(
             DataConfig(name="arrays", root=str(tmp_path / "train.npz"), options={"task_type": "binary"}), 0
         )

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from commlearn import dist
-from commlearn.config import TaskType
+from commlearn.config import ConfigError, TaskType
 from commlearn.data.base import ModalitySpec, MultimodalBatch, MultimodalDataset
 from commlearn.data.files import DataFileError
 from commlearn.data.loader import WorkerError, raise_worker_error
@@ -522,8 +522,12 @@ class ShardLoader:
         self._yielded = 0
 
 
-def shard_splits(root: str | Path, num_workers: int = 2, shuffle_batches: int = 16) -> DataSplits:
-    """Every split a shard folder holds (:class:`ShardDataset` each); ``train`` streams while training."""
+def shard_splits(root: str | Path | None, num_workers: int = 2, shuffle_batches: int = 16) -> DataSplits:
+    """Every split a shard folder holds (:class:`ShardDataset` each), streamed while training: ``num_workers``
+    DataLoader workers per process read them; each epoch visits the shards in a new order and every process
+    shuffles ``shuffle_batches`` batches' worth of samples at a time."""
+    if root is None:
+        raise ConfigError("data.root must name the folder written by `commlearn shards` for data.name=shards")
     splits = read_index(root)["splits"]
     parts = {s: ShardDataset(root, s, num_workers, shuffle_batches) for s in SPLITS if s in splits}
     return DataSplits(**parts)

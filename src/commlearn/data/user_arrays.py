@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from commlearn.config import ConfigError, TaskType
+from commlearn.config import TASK_TYPES, ConfigError, TaskType
 from commlearn.data.arrays import load_arrays, read_entry
 from commlearn.data.base import ArrayDataset
 from commlearn.data.splits import DataSplits, take_rows
@@ -110,7 +110,7 @@ def _same_layout(first: ArrayDataset, other: ArrayDataset, path: str, root: str)
 
 
 def load_user_arrays(
-    root: str | Path,
+    root: str | Path | None,
     modalities: Sequence[str] | None = None,
     labels: str | None = "labels",
     padding: Sequence[str | None] | None = None,
@@ -134,9 +134,13 @@ def load_user_arrays(
         ``DataSplits(train, test=test or None, val=val or None)``.
 
     Raises:
-        ConfigError: ``split`` together with ``val``/``test`` files.
+        ConfigError: ``root`` not set, an unknown ``task_type``, ``split`` together with ``val``/``test`` files.
         ValueError: unreadable files, unknown split values, files whose entries differ, an empty training split.
     """
+    if root is None:
+        raise ConfigError("data.root must name the .npz file or folder of .npy files for data.name=arrays")
+    if task_type not in TASK_TYPES:
+        raise ConfigError(f"data.options.task_type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
     if split is not None and (val is not None or test is not None):
         raise ConfigError("give data.options.split (one file with a split entry) or val/test files, not both")
     full = load_arrays(root, modalities, labels, padding, task_type, split=split)
