@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +214,18 @@ def test_finished_run_says_so_and_restart_starts_over(
     assert load_method(run / "checkpoints" / "last.ckpt")[1].method.lr == 3e-3
     steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("train/loss")]
     assert steps == list(range(8))  # the earlier run's metrics are gone
+
+
+def test_a_moved_run_folder_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A finished run copied elsewhere is the same run there: finished at its length, trained on when longer."""
+    run, moved = tmp_path / "run", tmp_path / "elsewhere" / "run"
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1") == 0
+    shutil.copytree(run, moved)
+    capsys.readouterr()
+    assert _fit(moved, "[vector,vector]", "comm", "trainer.max_epochs=1") == 0
+    assert "already finished (1 epochs)" in capsys.readouterr().out
+    assert _fit(moved, "[vector,vector]", "comm", "trainer.max_epochs=2") == 0
+    assert json.loads((moved / "done.json").read_text())["epochs"] == 2
 
 
 def test_foreign_folder_and_foreign_checkpoints_give_one_line(

@@ -66,11 +66,13 @@ CHECKPOINT_KEY = "commlearn"
 #: The hardware a run trains on: a run resumes on other hardware (1 process ↔ several, CPU ↔ GPU) when its
 #: global batch (``data.batch_size`` × processes) is unchanged, which :func:`fit` checks against the checkpoint.
 HARDWARE_KEYS = ("trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy")
-#: Config keys that may differ when a run resumes: its length, settings that do not change the result, and the
-#: hardware with the per-process batch (their product is checked).
+#: Config keys that may differ when a run resumes: its length, settings that do not change the result, the
+#: folder's own path (a moved or copied run folder resumes), and the hardware with the per-process batch (their
+#: product is checked).
 RESUMABLE_KEYS = (
     *TRAINING_LENGTH_KEYS,
     *PRESENTATION_KEYS,
+    "trainer.output",
     "experiment",
     *HARDWARE_KEYS,
     "data.batch_size",
