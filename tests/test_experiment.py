@@ -157,6 +157,50 @@ def test_learning_curves_and_the_loss_ablation_variants(tmp_path: Path) -> None:
     assert "CoMM (L only)" in (out / "table.md").read_text()
 
 
+def test_learning_curves_resume_and_never_probe_a_later_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run folder keeps only its last state. The same command again reuses the points it probed (training
+    nothing); one killed after its first point resumes to the curves of an uninterrupted run; a shorter
+    length on the same folders stops with one line instead of probing the longer runs."""
+    from commlearn.config import ConfigError
+    from commlearn.experiments import trifeature
+
+    small = [*_small(tmp_path / "cache", 64, 100), "trainer.max_epochs=2", "experiment.biased_epochs=1"]
+    whole = tmp_path / "whole"
+    results = run_experiment("tiny", ["comm"], whole, small, curves=[1, 2])
+    curves = json.loads((whole / "curves.json").read_text())
+    ckpt = whole / "comm" / "unbiased" / "checkpoints" / "last.ckpt"
+    mtime = ckpt.stat().st_mtime_ns
+    assert run_experiment("tiny", ["comm"], whole, small, curves=[1, 2]) == results
+    assert json.loads((whole / "curves.json").read_text()) == curves and ckpt.stat().st_mtime_ns == mtime
+
+    calls = []
+    real = trifeature.pretrain_and_probe
+
+    def killed_after_one(*args: object) -> trifeature.Probed:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)  # type: ignore[arg-type]
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(trifeature, "pretrain_and_probe", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("tiny", ["comm"], killed, small, curves=[1, 2])
+    monkeypatch.setattr(trifeature, "pretrain_and_probe", real)
+    assert run_experiment("tiny", ["comm"], killed, small, curves=[1, 2]) == results
+
+    def scores(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in rows]
+
+    assert scores(json.loads((killed / "curves.json").read_text())["comm"]) == scores(curves["comm"])
+    with pytest.raises(
+        ConfigError, match=r"trained past the requested length \(2 epochs, step 4; requested "
+    ):
+        run_experiment("tiny", ["comm"], whole, [*small, "trainer.max_epochs=1"])
+
+
 def test_time_to_accuracy_reads_the_first_point_at_each_threshold() -> None:
     rows = [
         {

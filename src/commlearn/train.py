@@ -460,7 +460,8 @@ def run_state(cfg: RunConfig) -> RunState:
 
     Raises:
         ConfigError: the folder holds another run (the message names the differing keys and the ways out),
-            or files that are not a commlearn run.
+            the same run finished past the requested length (its earlier states are not kept), or files that
+            are not a commlearn run.
     """
     out = Path(cfg.trainer.output)
     if not any((out / name).exists() for name in _RUN_ENTRIES):
@@ -484,10 +485,22 @@ def run_state(cfg: RunConfig) -> RunState:
         raise ConfigError(f"run folder {out} holds a run with another config ({shown}{more}); {ways_out}")
     done = _read_done(out)
     if done is not None:
-        steps_done = cfg.trainer.max_steps != -1 and done["global_step"] >= cfg.trainer.max_steps
-        if steps_done or done["epochs"] >= cfg.trainer.max_epochs:
+        max_steps = cfg.trainer.max_steps
+        if (max_steps != -1 and done["global_step"] > max_steps) or done["epochs"] > cfg.trainer.max_epochs:
+            raise _past_the_length(out, cfg, f"{done['epochs']} epochs, step {done['global_step']}")
+        if (max_steps != -1 and done["global_step"] == max_steps) or done["epochs"] == cfg.trainer.max_epochs:
             return "finished"
     return "resume"
+
+
+def _past_the_length(out: Path, cfg: RunConfig, trained: str) -> ConfigError:
+    """The one-line error for a run folder whose run went past the requested length."""
+    steps = "" if cfg.trainer.max_steps == -1 else f", trainer.max_steps={cfg.trainer.max_steps}"
+    return ConfigError(
+        f"run folder {out} holds this run trained past the requested length ({trained}; requested "
+        f"trainer.max_epochs={cfg.trainer.max_epochs}{steps}) and keeps no earlier state: raise the length, "
+        "choose a new trainer.output, or pass trainer.resume=false to start over (deletes that run)"
+    )
 
 
 def _read_done(out: Path) -> dict[str, int] | None:
@@ -629,9 +642,15 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
         train_set, val_set = split_dataset(data.train, cfg.data.val_fraction, cfg.trainer.seed)
     method = make_method(cfg, specs, task_info(data.train))
     resume = last if state == "resume" and last.is_file() else None
-    stored = read_checkpoint(resume)[CHECKPOINT_KEY] if resume is not None else None
+    checkpoint = read_checkpoint(resume) if resume is not None else {}
+    stored = checkpoint.get(CHECKPOINT_KEY)
     if resume is not None and stored is not None:
         check_specs(stored, specs, resume)
+    # an interrupted run's progress (it wrote no done.json): the checkpoint's epoch is the index of the epoch
+    # it was in (or had just ended), from 0
+    epoch, step = int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0))
+    if epoch >= cfg.trainer.max_epochs or -1 < cfg.trainer.max_steps < step:
+        raise _past_the_length(out, cfg, f"interrupted in epoch {epoch + 1}, step {step}")
     every = cfg.trainer.checkpoint_every_n_steps
     keeper = _LastCheckpoint(last, every)
     callbacks: list[Any] = [keeper, _RandomStates(cfg.trainer.seed), _StopGuard(keeper, catch_signals)]
@@ -697,6 +716,7 @@ def fit(cfg: RunConfig, *, catch_signals: bool = False) -> FitResult:
         if state == "restart":
             _clear_run(out)
         out.mkdir(parents=True, exist_ok=True)
+        (out / "done.json").unlink(missing_ok=True)  # until this training ends, the run is not done
         _write_atomic(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     try:
         trainer.fit(method, train_loader, val_loader, ckpt_path=resume, weights_only=True)

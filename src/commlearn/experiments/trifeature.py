@@ -132,25 +132,34 @@ def run_experiment(
     results, meta = report.previous_results(out, settings)
     timings: dict[str, float] = dict(meta.get("seconds_per_method", {}))
     widths: dict[str, int] = dict(meta.get("feature_widths", {}))
-    curve_rows = _previous_curves(out) if results else {}
+    # the points an earlier run with these settings probed (one that was killed included) are kept: a run
+    # folder holds only its last state, so they could not be probed again
+    curve_rows = _previous_curves(out) if meta else {}
     steps_per_epoch = int(base.data.options.get("n_pairs", 0)) // base.data.batch_size
     for name in names:
         t1 = time.perf_counter()
         scores: dict[str, float] = {}
-        rows: dict[int, dict[str, float]] = {}
+        rows = {int(r["epoch"]): dict(r) for r in curve_rows.get(name, [])}
         for regime, tasks in REGIMES.items():
             cfg = run_config(preset, name, regime, out, overrides)
             seconds = 0.0
             # the same run trained further: each point resumes the previous one; a shorter (biased) run is
             # probed at the points within its length and at its end
             for epoch in sorted({min(e, cfg.trainer.max_epochs) for e in points}):
+                row = rows.setdefault(epoch, {"epoch": epoch, "step": epoch * steps_per_epoch})
+                if f"seconds_{regime}" in row:  # probed before
+                    seconds = row[f"seconds_{regime}"]
+                    scores.update({t: row[t] for t in tasks})
+                    continue
                 cfg.trainer.max_epochs = epoch
                 point = pretrain_and_probe(cfg, tasks)
                 seconds += point.fit_seconds
-                row = rows.setdefault(epoch, {"epoch": epoch, "step": epoch * steps_per_epoch})
                 row.update({**point.scores, f"seconds_{regime}": round(seconds, 1)})
                 scores.update(point.scores)
                 widths[name] = point.width
+                curve_rows[name] = [rows[e] for e in sorted(rows)]
+                _write_curves(out, curve_rows)
+                _write_outputs(out, results, timings, settings, widths)  # run.json names these settings
             if not points:
                 last = pretrain_and_probe(cfg, tasks)
                 scores.update(last.scores)
@@ -158,17 +167,19 @@ def run_experiment(
         results[name] = {t: scores[t] for t in TASKS}
         timings[name] = round(time.perf_counter() - t1, 1)
         print(f"[trifeature] {name}: {results[name]} ({timings[name]:.0f} s)")
-        if points:
-            curve_rows[name] = [rows[e] for e in sorted(rows)]
-            (out / "curves.json").write_text(json.dumps(curve_rows, indent=2))
-            plot_curves(curve_rows, out / "curves.png")
-            (out / "time_to_accuracy.md").write_text(time_to_accuracy(curve_rows) + "\n")
         _write_outputs(out, results, timings, settings, widths)
     print(format_table(results, widths))
     if points:
         print(time_to_accuracy(curve_rows))
     print(f"[trifeature] total {time.perf_counter() - t0:.0f} s; results in {out}")
     return results
+
+
+def _write_curves(out: Path, curves: dict[str, list[dict[str, float]]]) -> None:
+    """``curves.json``, ``curves.png`` and ``time_to_accuracy.md`` of the points probed so far."""
+    (out / "curves.json").write_text(json.dumps(curves, indent=2))
+    plot_curves(curves, out / "curves.png")
+    (out / "time_to_accuracy.md").write_text(time_to_accuracy(curves) + "\n")
 
 
 def _previous_curves(out: Path) -> dict[str, list[dict[str, float]]]:
@@ -188,7 +199,8 @@ def time_to_accuracy(curves: dict[str, list[dict[str, float]]]) -> str:
     """Markdown table: for each method and threshold of :data:`THRESHOLDS`, the first curve point at or above
     it, as ``epoch (minutes of fit)``; U is the lower of U1 and U2; R and U count the unbiased run's minutes,
     S the biased run's (whose points may be fewer). A threshold never reached shows the best accuracy
-    instead. Points without seconds (curves written before they were recorded) show the epoch alone."""
+    instead, a task not probed yet a dash. Points without seconds (curves written before they were recorded) show
+    the epoch alone."""
     header = [f"{task} ≥ {value:g}" for task, value in THRESHOLDS]
     lines = ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for name, rows in curves.items():
@@ -199,7 +211,7 @@ def time_to_accuracy(curves: dict[str, list[dict[str, float]]]) -> str:
             accuracy = [min(r["U1"], r["U2"]) if task == "U" else r[task] for r in probed]
             hit = next((i for i, a in enumerate(accuracy) if a >= value), None)
             if hit is None:
-                cells.append(f"not reached (best {max(accuracy):.1f})")
+                cells.append(f"not reached (best {max(accuracy):.1f})" if accuracy else "–")
                 continue
             row = probed[hit]
             seconds = row.get(f"seconds_{regime}")
