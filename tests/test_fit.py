@@ -228,6 +228,25 @@ def test_a_moved_run_folder_resumes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert json.loads((moved / "done.json").read_text())["epochs"] == 2
 
 
+def test_a_shorter_length_than_the_folders_run_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The folder keeps only the run's last state, so a shorter length stops instead of returning it: for a
+    finished run (done.json) and for an interrupted one (its checkpoint's epoch)."""
+    run = tmp_path / "run"
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=2") == 0
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "trained past the requested length (2 epochs, step 16; requested " in err, err
+    assert _snapshot(run) == before
+    (run / "done.json").unlink()  # as after a kill: the checkpoint alone says how far the run got
+    assert _fit(run, "[vector,vector]", "comm", "trainer.max_epochs=1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained past the requested length (interrupted in epoch 2, step 16; requested " in err, err
+
+
 def test_foreign_folder_and_foreign_checkpoints_give_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
