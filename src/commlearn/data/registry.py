@@ -1,9 +1,8 @@
 """Data set registry: a name (YAML ``data.name``) → a builder of the data a config describes.
 
 A builder takes ``(root, seed, **options)``; its keyword arguments are the data set's options (YAML
-``data.options``), so they and their defaults are written once, there. A :class:`Loader` entry takes them from
-its loader function instead. It returns a :class:`DataSplits` (or a
-single data set, used for everything).
+``data.options``), so they and their defaults are written once, there (a :class:`Loader` entry takes them from
+its loader function instead). It returns a :class:`DataSplits` (or a single data set, used for everything).
 
 Published data sets (``mosi``, ``mosei``, ``ur-funny``, ``mustard``, ``mimic``, ``vision-touch``, ``mm-imdb``,
 ``mm-imdb-raw``, ``hateful-memes``) are read from the files ``data.root`` names, with their published split;
