@@ -391,7 +391,7 @@ def test_torch_solver_gives_sklearns_score_in_the_same_protocol() -> None:
     x = (0.35 * torch.randn(10, 32, generator=g)[y] + torch.randn(12000, 32, generator=g)) @ proj
     x = x + 0.5 * torch.randn(12000, 512, generator=g)
 
-    def sklearn_fit(xf, t, softmax, lam, w0, b0, max_iter=1000, tol=1e-4, weight=None, curvature=None):  # type: ignore[no-untyped-def]
+    def sklearn_fit(xf, t, softmax, lam, w0, b0, max_iter=1000, tol=1e-4, weight=None):  # type: ignore[no-untyped-def]
         clf = LogisticRegression(C=1.0 / (float(lam[0]) * xf.shape[0]), max_iter=max_iter, tol=tol)
         clf.set_params(warm_start=True)
         clf.coef_, clf.intercept_ = w0.double().numpy().copy(), b0.double().numpy().copy()
@@ -406,58 +406,6 @@ def test_torch_solver_gives_sklearns_score_in_the_same_protocol() -> None:
         mp.setattr(P, "_fit_logistic", sklearn_fit)
         theirs = probe_classification(x[:10000], y[:10000], x[10000:], y[10000:])
     assert abs(ours.score - theirs.score) <= 0.5
-
-
-def _ill_conditioned(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardised features (n, d) whose covariance spans five decades (a few strong directions, many weak
-    ones, as a network's features have), and a 3-class label read off both kinds of direction."""
-    g = torch.Generator().manual_seed(seed)
-    basis, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
-    scales = torch.logspace(0.0, -2.5, d, dtype=torch.float64)
-    z = torch.randn(n, d, generator=g, dtype=torch.float64)
-    y = (z[:, 0] + 3.0 * z[:, -1] + 0.5 * torch.randn(n, generator=g, dtype=torch.float64) > 0).long()
-    y = y + (z[:, 1] > 1.0).long()
-    xs, _ = P._standardise((z * scales) @ basis.T, (z * scales) @ basis.T)
-    return xs, y
-
-
-def test_curvature_preconditioner_reaches_sklearns_optimum_in_far_fewer_evaluations() -> None:
-    """On ill-conditioned features at weak regularisation, preconditioning by the feature covariance
-    (``_feature_curvature``) and by its diagonal reach the same optimum as scikit-learn, the covariance one
-    in under a fifth of the loss-and-gradient evaluations; above ``_MAX_FULL_PRECOND_DIM`` the diagonal is
-    used."""
-    xs, y = _ill_conditioned(800, 24, seed=3)
-    target = torch.nn.functional.one_hot(y, 3).double()
-    lam = torch.full((3,), 1.0 / (1e3 * 800), dtype=torch.float64)
-    zeros = torch.zeros(3, 24, dtype=torch.float64)
-
-    def objective(w: torch.Tensor, b: torch.Tensor) -> float:
-        z = xs @ w.T + b
-        return float((torch.logsumexp(z, 1) - (z * target).sum(1)).mean() + 0.5 * lam[0] * w.square().sum())
-
-    sk = LogisticRegression(C=1e3, tol=1e-10, max_iter=100_000).fit(xs.numpy(), y.numpy())
-    best = objective(torch.from_numpy(sk.coef_), torch.from_numpy(sk.intercept_))
-    counts = {}
-    solve = P._lbfgs
-    calls = [0]
-    for name, curvature in (("diagonal", None), ("covariance", P._feature_curvature(xs))):
-        calls[0] = 0
-
-        def counted(fg, theta, *args, **kwargs):  # type: ignore[no-untyped-def]
-            def fg_counted(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                calls[0] += 1
-                return fg(t)  # type: ignore[no-any-return]
-
-            return solve(fg_counted, theta, *args, **kwargs)
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(P, "_lbfgs", counted)
-            w, b = P._fit_logistic(xs, target, True, lam, zeros, zeros[:, 0], tol=1e-6, max_iter=100_000,
-                                   curvature=curvature)  # fmt: skip
-        counts[name] = calls[0]
-        assert objective(w, b) == pytest.approx(best, rel=1e-5, abs=0.0)
-    assert counts["covariance"] * 5 < counts["diagonal"], counts
-    assert P._feature_curvature(torch.zeros(3, P._MAX_FULL_PRECOND_DIM + 1)) is None
 
 
 def test_class_balanced_fit_matches_sklearn_and_helps_a_rare_class() -> None:
