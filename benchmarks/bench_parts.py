@@ -187,7 +187,8 @@ def bench_probe_round(
 ) -> BenchResult:
     """One probing round: the features of every probe-train and probe-test pair
     (``commlearn.eval.extract_features``, each distinct image encoded once), then the four probes R, U1, U2, S
-    (``probe_tasks``), on ``device``. The model is randomly initialised (speed does not depend on weights)."""
+    (``probe_tasks``), on ``device``. The model is randomly initialised: extraction does not depend on the
+    weights, the probes' cost does (how many L-BFGS evaluations the fits on these features need)."""
     cfg = load_config(f"trifeature-{preset}", overrides)
     t = time.perf_counter()
     data = build_data(cfg.data, cfg.trainer.seed)
